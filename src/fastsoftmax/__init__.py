@@ -1,0 +1,7 @@
+"""Fast, exact softmax, log_softmax, logsumexp and attention for NumPy arrays."""
+
+from . import reference
+
+__version__ = "0.1.0"
+
+__all__ = ["reference"]
