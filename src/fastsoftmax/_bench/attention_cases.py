@@ -254,6 +254,12 @@ def format_results(results, thread_counts, peers):
     if any(result.memory for result in results):
         sections.append(_format_memory_table(results, thread_counts, peers))
     legend = _legend(peers, has_reference, mismatches, thread_counts)
+    if any(result.case.causal for result in results):
+        legend += (
+            "\n- causal: fastsoftmax `causal=True` aligns the mask to the lower right "
+            "and PyTorch `is_causal=True` to the upper left. They agree when L == S; "
+            "for L != S PyTorch gets the lower-right mask as a boolean `attn_mask`."
+        )
     failures = [
         f"- Memory measurement of {name} on {result.case.label} failed: "
         f"{measurement['error']}"
