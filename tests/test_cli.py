@@ -1,5 +1,6 @@
 """Tests of ``python -m fastsoftmax``: demo, check and a tiny bench run."""
 
+import io
 import math
 import subprocess
 import sys
@@ -95,26 +96,41 @@ def test_unknown_command_exits_2(capsys):
     assert excinfo.value.code == 2
 
 
-def test_check_passes_on_this_build(capsys):
-    status, output, _ = run_cli(capsys, "check")
+@pytest.fixture(scope="module")
+def check_run():
+    """Run ``check`` once on this build; return (exit status, output, SIMD paths)."""
+    before = fastsoftmax.get_config()["simd"]
+    stream = io.StringIO()
+    status = main(["check"], stream=stream)
+    after = fastsoftmax.get_config()["simd"]
+    return status, stream.getvalue(), (before, after)
+
+
+def test_check_passes_on_this_build(check_run):
+    status, output, _ = check_run
     assert status == 0, output
 
 
-def test_check_summary_counts_no_failure(capsys):
-    _, output, _ = run_cli(capsys, "check")
+def test_check_summary_counts_no_failure(check_run):
+    _, output, _ = check_run
     assert output.rstrip().endswith(" 0 failed"), output
 
 
-def test_check_covers_every_simd_path(capsys):
-    _, output, _ = run_cli(capsys, "check")
+def test_check_covers_every_simd_path(check_run):
+    _, output, _ = check_run
     checked = {line.split()[1] for line in output.splitlines() if line[:4] == "PASS"}
     assert set(fastsoftmax.get_config()["simd_supported"]) <= checked
 
 
-def test_check_restores_simd_path(capsys):
-    before = fastsoftmax.get_config()["simd"]
-    run_cli(capsys, "check")
-    assert fastsoftmax.get_config()["simd"] == before
+@needs_attention
+def test_check_covers_attention(check_run):
+    _, output, _ = check_run
+    assert "PASS  generic  attention" in output
+
+
+def test_check_restores_simd_path(check_run):
+    _, _, (before, after) = check_run
+    assert after == before
 
 
 def test_check_fails_on_wrong_softmax(capsys, monkeypatch):
