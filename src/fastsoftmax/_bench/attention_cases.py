@@ -372,7 +372,8 @@ def _legend(peers, has_reference, mismatches, thread_counts):
     lines += [
         f"- BLAS threads: {peers.blas_description}.",
         "- copy K,V (decode only): `np.copyto` of k and of v into preallocated "
-        "arrays on one thread, the time to read the key/value cache once.",
+        "arrays on one thread. It reads the key/value cache once, as decoding "
+        "must, and also writes as many bytes, which attention does not.",
         "- ref/fs and torch/fs: how many times faster fastsoftmax is. "
         "fs/copy: fastsoftmax time over the K,V copy time.",
         "- Peak extra memory: growth of the peak resident set size of a fresh "

@@ -98,10 +98,11 @@ def format_ratio(numerator, denominator):
 
 
 def format_mib(kib):
-    """Format a size in KiB as MiB with one decimal, or a dash if missing."""
+    """Format a size in KiB as MiB with 2 decimals below 10 MiB, else 1 decimal."""
     if kib is None:
         return "–"
-    return f"{kib / 1024:.1f}"
+    mib = kib / 1024
+    return f"{mib:.2f}" if mib < 10 else f"{mib:.1f}"
 
 
 def markdown_table(header, rows):
