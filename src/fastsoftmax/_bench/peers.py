@@ -47,7 +47,11 @@ class Peers:
             else:
                 self.torch = torch
                 self._torch_threads = torch.get_num_threads()
-                capability = torch.backends.cpu.get_cpu_capability()
+                # Older PyTorch releases may lack get_cpu_capability.
+                get_capability = getattr(
+                    torch.backends.cpu, "get_cpu_capability", lambda: "unknown"
+                )
+                capability = get_capability()
                 self.torch_description = (
                     f"{torch.__version__} (CPU capability {capability})"
                 )
