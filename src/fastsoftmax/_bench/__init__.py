@@ -143,5 +143,6 @@ def run(
     finally:
         progress.finish()
         peers.restore_threads()
-    print(f"\n{load_average_text('at end')}", file=stream)
+    note = "1-minute average, including this run's own threads"
+    print("\n" + load_average_text("at end", note), file=stream)
     return 0

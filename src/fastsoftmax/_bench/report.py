@@ -58,19 +58,23 @@ def environment_lines(command, thread_counts, peers):
         f"default threads: {config['threads']}",
         f"- Threads measured: {', '.join(str(t) for t in thread_counts)}",
         f"- NumPy BLAS threads: {peers.blas_description}",
-        f"- {load_average_text('at start')}",
+        "- "
+        + load_average_text(
+            "at start",
+            "1-minute average, near 0 on an idle machine; other processes that "
+            "compete for the CPUs slow the multi-thread rows most",
+        ),
     ]
     return lines
 
 
-def load_average_text(when):
+def load_average_text(when, note):
     """Return the 1-minute load average, which shows competing processes."""
     if not hasattr(os, "getloadavg"):
         return f"Load average {when}: unknown"
     return (
         f"Load average {when}: {os.getloadavg()[0]:.2f} over {usable_cpu_count()} "
-        "CPUs (above 0 means other processes competed for the CPUs; multi-thread "
-        "times suffer most)"
+        f"CPUs ({note})"
     )
 
 

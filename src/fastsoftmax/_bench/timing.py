@@ -4,7 +4,7 @@ All implementations of a case are timed in rounds. Each round takes one sample o
 every implementation, in an order rotated from round to round, so that a slow drift
 of the machine (clock speed, other processes, cache state) affects them all alike. Each
 sample runs a callable ``loops`` times, with ``loops`` chosen after a warm-up call
-so that one sample lasts at least ``sample_time`` seconds. Rounds continue until
+so that one sample lasts about ``sample_time`` seconds or more. Rounds continue until
 ``budget`` seconds have passed and at least ``min_rounds`` rounds are done, or
 ``max_rounds`` rounds are reached. The reported time is the median over rounds of
 the time per call.
@@ -103,8 +103,12 @@ def time_interleaved(contestants, settings):
     for contestant in contestants:
         if contestant.prepare is not None:
             contestant.prepare()
-        _time_sample(contestant.call, 1)  # warm-up: caches, lazy setup, page faults
+        # The warm-up call fills caches and pays for lazy setup and page faults.
+        # When it already lasts a whole sample, it is slow enough to set loops = 1
+        # without a second call; otherwise a second call calibrates ``loops``.
         once = _time_sample(contestant.call, 1)
+        if once < settings.sample_time:
+            once = _time_sample(contestant.call, 1)
         loops[contestant.name] = max(
             1, min(10_000, round(settings.sample_time / max(once, 1e-9)))
         )
