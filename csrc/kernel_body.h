@@ -466,24 +466,16 @@ static void FN(column_copy)(const FN(column_block) * b, ptrdiff_t start, ptrdiff
 }
 
 /* Step 1: per-lane maxima and NaN flags over the first len rows of the tile. */
-static void FN(column_max)(const T *tile, ptrdiff_t len, double *max, int *has_nan) {
-    vd m[COLUMN_VECTORS];
-    vl nan[COLUMN_VECTORS];
+static void FN(column_max)(const T *tile, ptrdiff_t len, vd *max, vl *nan) {
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_set(-INFINITY);
+        max[v] = vd_set(-INFINITY);
         nan[v] = (vl){0};
     }
     for (ptrdiff_t i = 0; i < len; i++) {
         for (int v = 0; v < COLUMN_VECTORS; v++) {
             vd a = VLOAD(tile + i * FSM_COLUMN_LANES + v * VD_LANES);
             nan[v] |= a != a;
-            m[v] = vd_max(m[v], a);
-        }
-    }
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        for (int j = 0; j < VD_LANES; j++) {
-            max[v * VD_LANES + j] = m[v][j];
-            has_nan[v * VD_LANES + j] = nan[v][j] != 0;
+            max[v] = vd_max(max[v], a);
         }
     }
 }
@@ -494,12 +486,10 @@ static void FN(column_max)(const T *tile, ptrdiff_t len, double *max, int *has_n
  * `store`, the exponentials replace the tile's values.
  */
 static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
-    T *tile, ptrdiff_t len, const double *max, int store, fsm_sum *sum, int level) {
+    T *tile, ptrdiff_t len, const vd *m, int store, vd *sum_hi, vd *sum_lo, int level) {
     vd s[FSM_PARTIALS][COLUMN_VECTORS], c[FSM_PARTIALS][COLUMN_VECTORS];
-    vd m[COLUMN_VECTORS];
 
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(max + v * VD_LANES);
         for (int k = 0; k < FSM_PARTIALS; k++) {
             s[k][v] = c[k][v] = vd_set(0.0);
         }
@@ -531,23 +521,19 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
         }
     }
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        vd hi = s[0][v] + c[0][v];
-        vd lo = c[0][v] - (hi - s[0][v]);
-        for (int j = 0; j < VD_LANES; j++) {
-            sum[v * VD_LANES + j].hi = hi[j];
-            sum[v * VD_LANES + j].lo = lo[j];
-        }
+        sum_hi[v] = s[0][v] + c[0][v];
+        sum_lo[v] = c[0][v] - (sum_hi[v] - s[0][v]);
     }
 }
 
-static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const double *max, int store,
-                               fsm_sum *sum, int level) {
+static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const vd *max, int store, vd *sum_hi,
+                               vd *sum_lo, int level) {
     if (level == FAST_SUM) {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_SUM);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_SUM);
     } else if (level == FAST_EXP) {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_EXP);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_EXP);
     } else {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FULL);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FULL);
     }
 }
 
@@ -557,14 +543,8 @@ static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const double *max, int st
  * the block's output rows.
  */
 static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
-                              const char *source, ptrdiff_t source_step, const double *shift,
-                              const double *scale, const double *log_sum) {
-    vd m[COLUMN_VECTORS], f[COLUMN_VECTORS], l[COLUMN_VECTORS];
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(shift + v * VD_LANES);
-        f[v] = vd_load_f64(scale + v * VD_LANES);
-        l[v] = vd_load_f64(log_sum + v * VD_LANES);
-    }
+                              const char *source, ptrdiff_t source_step, const vd *m,
+                              const vd *f, const vd *l) {
     for (ptrdiff_t i = 0; i < n; i++) {
         const char *source_row = source + i * source_step;
         char *out_row = b->out + i * b->out_step;
@@ -589,90 +569,154 @@ static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
     }
 }
 
+/* The lanes below `lanes` all ones, per vector of the block. */
+static inline vl FN(column_lanes_below)(int v, ptrdiff_t lanes) {
+    return FN(lanes_below)(lanes - v * VD_LANES);
+}
+
+/*
+ * Special lanes (NaN, +inf, or a maximum of -inf) and lanes past the block
+ * are marked in `special`; special_slice() writes their results last.
+ */
+static void FN(column_special_lanes)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                                     const vl *special, const vl *nan, const vl *inf,
+                                     const vd *max) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || !special[v][j]) {
+                continue;
+            }
+            double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
+                                           b->out + lane * sizeof(T), b->out_step, nan[v][j] != 0,
+                                           inf[v][j] ? INFINITY : max[v][j]);
+            if (op == FSM_LOGSUMEXP) {
+                *((T *)b->out + lane) = (T)lse;
+            }
+        }
+    }
+}
+
+/* Step 3: scale, log_sum and, for logsumexp, the result of every lane. */
+static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                               const vl *special, const vd *max, const vd *sum_hi,
+                               const vd *sum_lo, vd *scale, vd *log_sum) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        scale[v] = vd_select(special[v], vd_set(0.0), vd_set(1.0) / (sum_hi[v] + sum_lo[v]));
+        log_sum[v] = vd_set(0.0);
+        if (op == FSM_SOFTMAX) {
+            continue;
+        }
+        for (int j = 0; j < VD_LANES; j++) {
+            if (!special[v][j]) {
+                fsm_sum sum = {sum_hi[v][j], sum_lo[v][j]};
+                log_sum[v][j] = fsm_log_sum(sum);
+            }
+        }
+        if (op != FSM_LOGSUMEXP) {
+            continue;
+        }
+        vd lse = max[v] + log_sum[v];
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || special[v][j]) {
+                continue;
+            }
+            double value = lse[j];
+            if (PRECISE && fsm_logsumexp_cancels(log_sum[v][j], value)) {
+                value = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[v][j]);
+            }
+            *((T *)b->out + lane) = (T)value;
+        }
+    }
+}
+
 /* The whole block: the column twin of slice(). tile holds FSM_CHUNK rows. */
 static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
-    double max[FSM_COLUMN_LANES], shift[FSM_COLUMN_LANES];
-    double chunk_max[FSM_COLUMN_LANES];
-    double scale[FSM_COLUMN_LANES], log_sum[FSM_COLUMN_LANES];
-    int has_nan[FSM_COLUMN_LANES] = {0}, has_inf[FSM_COLUMN_LANES] = {0};
-    int chunk_nan[FSM_COLUMN_LANES], usable[FSM_COLUMN_LANES];
-    fsm_sum sum[FSM_COLUMN_LANES], chunk_sum[FSM_COLUMN_LANES];
+    vd max[COLUMN_VECTORS], shift[COLUMN_VECTORS], sum_hi[COLUMN_VECTORS],
+        sum_lo[COLUMN_VECTORS];
+    vd scale[COLUMN_VECTORS], log_sum[COLUMN_VECTORS];
+    vl nan[COLUMN_VECTORS], inf[COLUMN_VECTORS], special[COLUMN_VECTORS];
     int is_long = n > FSM_CHUNK;
     int level = FN(exp_level)(op);
 
     if (!is_long) {
         FN(column_copy)(b, 0, n, tile);
-        FN(column_max)(tile, n, max, has_nan);
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            has_inf[lane] = max[lane] == INFINITY;
+        FN(column_max)(tile, n, max, nan);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            inf[v] = max[v] == vd_set(INFINITY);
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
             /* Special lanes are shifted by 0 so that the vector steps stay
                harmless; special_slice() overwrites their results. */
-            shift[lane] = has_nan[lane] || !isfinite(max[lane]) ? 0.0 : max[lane];
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
         }
-        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum, level);
+        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum_hi, sum_lo, level);
     } else {
+        double lane_max[FSM_COLUMN_LANES];
+        fsm_sum lane_sum[FSM_COLUMN_LANES];
         for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            max[lane] = -INFINITY;
-            sum[lane].hi = sum[lane].lo = 0.0;
+            lane_max[lane] = -INFINITY;
+            lane_sum[lane].hi = lane_sum[lane].lo = 0.0;
+        }
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            nan[v] = inf[v] = (vl){0};
         }
         for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
             ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+            vd chunk_max[COLUMN_VECTORS], chunk_shift[COLUMN_VECTORS];
+            vl chunk_nan[COLUMN_VECTORS], usable[COLUMN_VECTORS];
+            vd chunk_hi[COLUMN_VECTORS], chunk_lo[COLUMN_VECTORS];
             int any_usable = 0;
             FN(column_copy)(b, start, len, tile);
             FN(column_max)(tile, len, chunk_max, chunk_nan);
-            for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-                has_nan[lane] |= chunk_nan[lane];
-                has_inf[lane] |= chunk_max[lane] == INFINITY;
-                usable[lane] = !has_nan[lane] && !has_inf[lane] && chunk_max[lane] != -INFINITY;
-                shift[lane] = usable[lane] ? chunk_max[lane] : 0.0;
-                any_usable |= usable[lane];
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                nan[v] |= chunk_nan[v];
+                inf[v] |= chunk_max[v] == vd_set(INFINITY);
+                usable[v] = ~(nan[v] | inf[v] | (chunk_max[v] == vd_set(-INFINITY)));
+                chunk_shift[v] = vd_select(usable[v], chunk_max[v], vd_set(0.0));
+                any_usable |= FN(any_lane)(usable[v]);
             }
             if (!any_usable) {
                 continue;
             }
-            FN(column_exp_sum)(tile, len, shift, 0, chunk_sum, level);
+            FN(column_exp_sum)(tile, len, chunk_shift, 0, chunk_hi, chunk_lo, level);
             for (int lane = 0; lane < b->lanes; lane++) {
-                if (usable[lane]) {
-                    fsm_combine_chunk(&max[lane], &sum[lane], chunk_max[lane], chunk_sum[lane]);
+                int v = lane / VD_LANES, j = lane % VD_LANES;
+                if (usable[v][j]) {
+                    fsm_sum chunk = {chunk_hi[v][j], chunk_lo[v][j]};
+                    fsm_combine_chunk(&lane_max[lane], &lane_sum[lane], chunk_max[v][j], chunk);
                 }
             }
         }
-    }
-
-    int special[FSM_COLUMN_LANES];
-    for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-        special[lane] = lane >= b->lanes || has_nan[lane] || has_inf[lane] ||
-                        max[lane] == -INFINITY;
-        shift[lane] = special[lane] ? 0.0 : max[lane];
-        scale[lane] = special[lane] ? 0.0 : 1.0 / (sum[lane].hi + sum[lane].lo);
-        log_sum[lane] = special[lane] || op == FSM_SOFTMAX ? 0.0 : fsm_log_sum(sum[lane]);
-    }
-
-    if (op == FSM_LOGSUMEXP) {
-        for (int lane = 0; lane < b->lanes; lane++) {
-            double lse = max[lane] + log_sum[lane];
-            if (PRECISE && !special[lane] && fsm_logsumexp_cancels(log_sum[lane], lse)) {
-                lse = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[lane]);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            max[v] = vd_load_f64(lane_max + v * VD_LANES);
+            for (int j = 0; j < VD_LANES; j++) {
+                sum_hi[v][j] = lane_sum[v * VD_LANES + j].hi;
+                sum_lo[v][j] = lane_sum[v * VD_LANES + j].lo;
             }
-            *((T *)b->out + lane) = (T)lse;
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
         }
-    } else if (is_long) {
-        FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
-    } else {
-        FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
-                          log_sum);
     }
 
-    for (int lane = 0; lane < b->lanes; lane++) {
-        if (!special[lane]) {
-            continue;
+    FN(column_results)(op, b, n, special, max, sum_hi, sum_lo, scale, log_sum);
+    if (op != FSM_LOGSUMEXP) {
+        if (is_long) {
+            FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
+        } else {
+            FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
+                              log_sum);
         }
-        double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
-                                       b->out + lane * sizeof(T), b->out_step, has_nan[lane],
-                                       has_inf[lane] ? INFINITY : max[lane]);
-        if (op == FSM_LOGSUMEXP) {
-            *((T *)b->out + lane) = (T)lse;
-        }
+    }
+
+    int any_special = 0;
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        any_special |= FN(any_lane)(special[v] & FN(column_lanes_below)(v, b->lanes));
+    }
+    if (any_special) {
+        FN(column_special_lanes)(op, b, n, special, nan, inf, max);
     }
 }
 
