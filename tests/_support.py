@@ -24,6 +24,9 @@ ACCURACY_ULP = 4
 
 FUNCTION_NAMES = ("softmax", "log_softmax", "logsumexp")
 
+#: SIMD paths this CPU runs, as reported by the package at import time.
+SIMD_PATHS = tuple(fastsoftmax.get_config()["simd_supported"])
+
 #: True when ``np.longdouble`` carries at least 64 significant bits (x87 extended
 #: or binary128), which makes it a sound oracle for ``float64`` results.
 LONGDOUBLE_IS_EXTENDED = np.finfo(np.longdouble).nmant >= 63
@@ -77,8 +80,8 @@ def ulp_distance(a, b):
     b = np.asarray(b)
     assert a.dtype == b.dtype, f"dtypes differ: {a.dtype} and {b.dtype}"
     native = a.dtype.newbyteorder("=")
-    a = np.ascontiguousarray(a, dtype=native)
-    b = np.ascontiguousarray(b, dtype=native)
+    a = np.array(a, dtype=native, order="C")
+    b = np.array(b, dtype=native, order="C")
     uint = _UINT_OF_FLOAT[native.itemsize]
     sign_bit = uint(1) << uint(8 * native.itemsize - 1)
 
@@ -91,8 +94,8 @@ def ulp_distance(a, b):
 
     # Same sign, or one side a zero of either sign: the steps are the difference of
     # the magnitudes. Opposite signs: the steps down to zero and back up.
-    difference = np.where(
-        magnitude_a >= magnitude_b, magnitude_a - magnitude_b, magnitude_b - magnitude_a
+    difference = np.maximum(magnitude_a, magnitude_b) - np.minimum(
+        magnitude_a, magnitude_b
     )
     distance = np.where(
         same_sign | zero_involved, difference, magnitude_a + magnitude_b
@@ -142,7 +145,9 @@ def correctly_rounded(exact, dtype):
 def describe_worst(distance, got, expected, x=None):
     """Return a message naming the largest ulp distance and where it occurs."""
     flat_index = int(np.argmax(distance))
-    index = np.unravel_index(flat_index, np.shape(distance)) if np.ndim(distance) else ()
+    index = (
+        np.unravel_index(flat_index, np.shape(distance)) if np.ndim(distance) else ()
+    )
     message = (
         f"max ulp error {distance.max():.6g} at index {index}: "
         f"got {np.asarray(got)[index]!r}, expected {np.asarray(expected)[index]!r}"
@@ -155,9 +160,9 @@ def describe_worst(distance, got, expected, x=None):
 def assert_within_ulp(got, exact, bound, x=None):
     """Assert every element of ``got`` lies within ``bound`` ulp of ``exact``.
 
-    ``exact`` is the oracle in a wider type; it is rounded to ``got.dtype`` and the
-    distance counted in representable steps, so zeros, subnormals and infinities
-    are measured exactly and an infinity matches only itself.
+    ``exact`` is the oracle in a wider type. It is rounded to ``got.dtype`` and the
+    distance is counted in representable steps. Zeros, subnormals and infinities
+    are therefore measured exactly, and an infinity matches only itself.
     """
     got = np.asarray(got)
     expected = correctly_rounded(exact, got.dtype)
@@ -260,7 +265,7 @@ def reduced_size(shape, axis):
     return math.prod(shape[a % ndim] for a in axes)
 
 
-def reference_error_eps(function_name, n, magnitude):
+def reference_error_eps(n, magnitude):
     """Return a bound on the reference's own error, in units of the work dtype's eps.
 
     The reference evaluates ``exp(x - max) / sum(exp(x - max))`` in the work dtype:
@@ -269,10 +274,11 @@ def reference_error_eps(function_name, n, magnitude):
       relative error of ``|x - max| * eps / 2``, up to ``magnitude * eps``;
     * ``exp``, the division and ``log`` add about one eps each;
     * the sum of ``n`` terms uses NumPy's pairwise summation, whose error grows
-      like ``log2(n)`` eps from a base of about 16 eps (blocks of 128 elements
-      added through 8 partial sums); a reduction NumPy cannot run pairwise
-      (several or strided axes) adds in sequence, whose worst case is ``n`` eps
-      but whose error on random positive terms grows like ``sqrt(n)`` eps.
+      like ``log2(n)`` eps from a base estimated at 16 eps, because NumPy adds
+      blocks of 128 elements through 8 partial sums;
+    * a reduction NumPy cannot run pairwise (several or strided axes) adds in
+      sequence. Its worst case is ``n`` eps, but its error on random positive
+      terms grows like ``sqrt(n)`` eps, the estimate used here.
 
     For softmax the bound is relative; for log_softmax and logsumexp it is
     absolute, because the error of ``log(sum)`` and of the shift do not shrink
@@ -288,8 +294,8 @@ def reference_error_eps(function_name, n, magnitude):
 def assert_matches_reference(function_name, got, expected, x_work, n, out_dtype):
     """Assert a fast result equals the reference result up to rounding.
 
-    Non-finite values and exact zeros of the reference must match exactly (NaN
-    positions, infinities with their sign). Finite values may differ by the
+    Non-finite values of the reference must match exactly (NaN positions,
+    infinities with their sign). Finite values may differ by the
     fast kernel's bound plus the reference's own error: ``ACCURACY_ULP`` ulp of
     the output dtype plus :func:`reference_error_eps` eps of the work dtype,
     relative for softmax and absolute for the log functions. A float16 result
@@ -305,7 +311,7 @@ def assert_matches_reference(function_name, got, expected, x_work, n, out_dtype)
     finite_input = np.asarray(x_work)[np.isfinite(x_work)]
     magnitude = float(np.max(np.abs(finite_input), initial=0.0))
     eps = float(np.finfo(work_dtype(out_dtype)).eps)
-    reference_eps = reference_error_eps(function_name, n, magnitude)
+    reference_eps = reference_error_eps(n, magnitude)
 
     nonfinite_expected = ~np.isfinite(expected)
     np.testing.assert_array_equal(
@@ -363,7 +369,9 @@ def compare_with_reference(function_name, x, axis=-1, **kwargs):
 def _oracle_rows(function_name, rows, wide):
     """Return the exact results of ``rows`` (2-D, finite) along axis -1 in ``wide``.
 
-    Every shift ``x - max`` is exact in ``wide`` for inputs of the narrower dtype.
+    Every shift ``x - max`` is exact in ``wide`` unless ``x`` and ``max`` differ
+    by more than 29 binades (float32 in float64) or 11 (float64 in longdouble).
+    Its rounding then stays far below an ulp of the output.
     ``log(sum)`` is computed as ``log1p`` of the sum without one maximal term, so
     it stays accurate when the sum is close to 1.
     """
@@ -371,11 +379,12 @@ def _oracle_rows(function_name, rows, wide):
     row_max = rows.max(axis=-1, keepdims=True)
     shifted = rows - row_max
     terms = np.exp(shifted)
+    # The sum without one maximal term (which is exactly 1) keeps its relative
+    # accuracy when it is tiny, where 1 + rest would lose it.
     argmax = np.argmax(rows, axis=-1)[:, None]
-    rest = terms.sum(axis=-1, keepdims=True) - np.take_along_axis(terms, argmax, -1)
-    # The maximal term is exactly 1, so sum - 1 equals the sum of the others up
-    # to the rounding of that sum, which is relative to ``rest`` itself.
-    rest = np.maximum(rest, 0)
+    others = terms.copy()
+    np.put_along_axis(others, argmax, 0, axis=-1)
+    rest = others.sum(axis=-1, keepdims=True)
     log_sum = np.log1p(rest)
     if function_name == "softmax":
         return terms / (1 + rest)

@@ -2,11 +2,9 @@
 
 import numpy as np
 import pytest
+from _support import SIMD_PATHS
 
 import fastsoftmax
-
-#: SIMD paths this CPU runs, as reported by the package at import time.
-SIMD_PATHS = tuple(fastsoftmax.get_config()["simd_supported"])
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-
 from _support import (
     ACCURACY_ULP,
     FUNCTION_NAMES,
@@ -23,7 +22,10 @@ from _support import (
     oracle,
 )
 
-FLOATS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+FLOATS = [
+    pytest.param(np.float32, id="float32"),
+    pytest.param(np.float64, id="float64"),
+]
 
 
 def check_rows(name, rows, got=None):
@@ -176,6 +178,8 @@ NEAR_ZERO_SLICES = {
     "log_third x3": [-math.log(3)] * 3,
     "-1e-3,-7": [-1e-3, -7.0],
     "tiny_spread": [1e-8, 0.0, -1e-8],
+    # -7.25 + log(1023) = -0.3195: the maximum and log(sum) cancel.
+    "-7.25 x1023": [-7.25] * 1023,
 }
 
 

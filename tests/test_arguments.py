@@ -8,9 +8,6 @@ import re
 
 import numpy as np
 import pytest
-from numpy.exceptions import AxisError
-from numpy.lib.stride_tricks import as_strided
-
 from _support import (
     FUNCTION_NAMES,
     LAYOUTS,
@@ -20,6 +17,8 @@ from _support import (
     fast_function,
     reference_function,
 )
+from numpy.exceptions import AxisError
+from numpy.lib.stride_tricks import as_strided
 
 
 def assert_both_raise(name, exception, match, x, **kwargs):
@@ -59,8 +58,9 @@ X = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
 # --- axis ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("axis", [1.0, "0", [0], (0, 1.5), True, np.bool_(False)],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "axis", [1.0, "0", [0], (0, 1.5), True, np.bool_(False)], ids=repr
+)
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_axis_of_wrong_type_raises(name, axis):
     assert_both_raise(name, TypeError, "axis", X, axis=axis)
@@ -265,8 +265,9 @@ def overlapping_views(kind, dtype, rows, cols):
             buffer, shape=(rows, cols), strides=(itemsize, rows * itemsize)
         )
     elif kind == "out_interleaved":
-        x = as_strided(buffer, shape=(rows, cols), strides=(2 * cols * itemsize,
-                                                            2 * itemsize))
+        x = as_strided(
+            buffer, shape=(rows, cols), strides=(2 * cols * itemsize, 2 * itemsize)
+        )
         out = as_strided(
             buffer[1:], shape=(rows, cols), strides=(2 * cols * itemsize, itemsize)
         )
@@ -301,8 +302,9 @@ def test_out_partly_overlapping_input(rng, name, dtype, kind, axis):
 
     assert returned is out
     assert_same_up_to_accuracy(out, expected)
-    assert_matches_reference(name, out.copy(), reference, x_copy, x.shape[axis],
-                             np.dtype(dtype))
+    assert_matches_reference(
+        name, out.copy(), reference, x_copy, x.shape[axis], np.dtype(dtype)
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -5,11 +5,10 @@ Hypothesis draws the rows; ``max_examples`` stays small to keep the suite fast.
 
 import numpy as np
 import pytest
+from _support import ACCURACY_ULP, fast_function, ulp_distance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-from _support import ACCURACY_ULP, fast_function, ulp_distance
 
 FAST = settings(max_examples=40, deadline=None)
 
@@ -76,15 +75,17 @@ def test_log_softmax_is_log_of_softmax(x):
     softmax = fast_function("softmax")(x, axis=-1)
     log_softmax = fast_function("log_softmax")(x, axis=-1)
     normal = softmax >= np.finfo(x.dtype).smallest_normal
-    # softmax is within ACCURACY_ULP, a relative error of ACCURACY_ULP * eps,
-    # which log turns into an absolute error of the same size; log_softmax adds
+    # softmax is within ACCURACY_ULP ulp, a relative error of ACCURACY_ULP * eps.
+    # log turns it into an absolute error of the same size, and log_softmax adds
     # its own ACCURACY_ULP ulp.
     eps = np.finfo(x.dtype).eps
     logged = np.log(softmax[normal].astype(np.float64))
     expected = log_softmax[normal].astype(np.float64)
-    allowed = ACCURACY_ULP * eps + ACCURACY_ULP * np.spacing(
-        np.abs(log_softmax[normal])
-    ).astype(np.float64) + 1e-300
+    allowed = (
+        ACCURACY_ULP * eps
+        + ACCURACY_ULP * np.spacing(np.abs(log_softmax[normal])).astype(np.float64)
+        + 1e-300
+    )
     assert np.all(np.abs(logged - expected) <= allowed)
 
 

@@ -8,14 +8,14 @@ rounding error (the reference works in the input's precision).
 
 import numpy as np
 import pytest
-
-import fastsoftmax
 from _support import (
     FUNCTION_NAMES,
     LAYOUTS,
     compare_with_reference,
     fast_function,
 )
+
+import fastsoftmax
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -237,3 +237,47 @@ def test_readme_example():
 def test_result_of_list_is_ndarray(name):
     got = fast_function(name)([1.0, 2.0])
     assert isinstance(got, np.ndarray)
+
+
+# --- promoted dtypes, broadcast and read-only inputs ---------------------------
+
+
+@pytest.mark.parametrize("axis", [-1, 0, None], ids=axis_id)
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_float16_is_float32_result_rounded(rng, name, axis):
+    x = random_values(rng, (7, 301), np.float16)
+    got = fast_function(name)(x, axis=axis)
+    in_float32 = fast_function(name)(x.astype(np.float32), axis=axis)
+    np.testing.assert_array_equal(got, in_float32.astype(np.float16))
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int16, np.int64, np.uint32])
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_integer_is_float64_result(rng, name, dtype):
+    x = random_values(rng, (5, 129), dtype)
+    got = fast_function(name)(x)
+    np.testing.assert_array_equal(got, fast_function(name)(x.astype(np.float64)))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, None], ids=axis_id)
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_broadcast_input_with_zero_strides(rng, name, axis):
+    row = random_values(rng, (37,), np.float32)
+    x = np.broadcast_to(row, (6, 37))
+    assert x.strides[0] == 0
+    compare_with_reference(name, x, axis)
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_zero_stride_along_reduced_axis(name):
+    x = np.broadcast_to(np.float64(2.5), (5, 1023))
+    got = compare_with_reference(name, x, -1)
+    if name == "softmax":
+        np.testing.assert_array_equal(got, got[0, 0])
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_read_only_input(rng, name):
+    x = random_values(rng, (4, 65), np.float64)
+    x.flags.writeable = False
+    compare_with_reference(name, x, -1)

@@ -13,20 +13,23 @@ import sys
 
 import numpy as np
 import pytest
-
-import fastsoftmax
 from _support import (
     ACCURACY_ULP,
     FUNCTION_NAMES,
     LAYOUTS,
+    SIMD_PATHS,
     assert_within_ulp,
     compare_with_reference,
     fast_function,
     oracle,
 )
-from conftest import SIMD_PATHS
 
-FLOATS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+import fastsoftmax
+
+FLOATS = [
+    pytest.param(np.float32, id="float32"),
+    pytest.param(np.float64, id="float64"),
+]
 
 #: Shapes large enough that the kernel splits the work over threads: a few
 #: million elements, many times any sensible serial threshold.
@@ -192,12 +195,11 @@ SIMD_GRID = [
 
 @pytest.mark.parametrize("shape, axis", SIMD_GRID)
 @pytest.mark.parametrize("layout", ["C", "F", "negative_strides", "unaligned"])
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
-def test_simd_path_matches_reference(
-    simd_path, rng, name, dtype, layout, shape, axis
-):
+def test_simd_path_matches_reference(simd_path, rng, name, dtype, layout, shape, axis):
     x = LAYOUTS[layout]((3 * rng.standard_normal(shape)).astype(dtype))
     compare_with_reference(name, x, axis)
 
