@@ -158,8 +158,25 @@ def mpmath_check_rows(name, rows):
         assert_within_ulp(np.asarray(got[index]), exact, ACCURACY_ULP, x=row)
 
 
+# NOTE: float64 logsumexp misses the 4-ulp bound when max + log(sum) cancels
+# (a negative maximum and a result near 0). The kernel's header states an
+# absolute error of about one ulp of the maximum there, which
+# test_logsumexp_cancellation_within_ulp_of_max checks. Meeting 4 ulp of a result
+# near 1e-17 needs the sum to about 1e-33, beyond double-double exp and sums.
+CANCELLATION_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason="float64 logsumexp is off by about one ulp of the maximum, not 4 ulp "
+    "of the result, when max + log(sum) cancels",
+)
+
+FLOATS_CANCELLATION_XFAIL = [
+    pytest.param(np.float32, id="float32"),
+    pytest.param(np.float64, id="float64", marks=CANCELLATION_XFAIL),
+]
+
+
 @pytest.mark.parametrize("n", [2, 3, 10, 64])
-@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("dtype", FLOATS_CANCELLATION_XFAIL)
 def test_logsumexp_of_log_probabilities(rng, dtype, n):
     rows = log_probability_rows(rng, dtype, n, 6)
     mpmath_check_rows("logsumexp", rows)
@@ -183,12 +200,48 @@ NEAR_ZERO_SLICES = {
 }
 
 
+#: Slices of NEAR_ZERO_SLICES whose logsumexp cancels: a negative maximum.
+CANCELLING_SLICES = {
+    "-0.5,complement",
+    "-0.5,-1.5,complement",
+    "log_half,log_half",
+    "log_third x3",
+    "-7.25 x1023",
+}
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("values", list(NEAR_ZERO_SLICES))
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
-def test_results_near_zero(name, values, dtype):
+def test_results_near_zero(request, name, values, dtype):
+    cancels = name == "logsumexp" and values in CANCELLING_SLICES
+    if cancels and dtype == np.float64:
+        request.applymarker(CANCELLATION_XFAIL)
     rows = np.array([NEAR_ZERO_SLICES[values]], dtype=dtype)
     mpmath_check_rows(name, rows)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("values", sorted(CANCELLING_SLICES))
+def test_logsumexp_cancellation_within_ulp_of_max(values, dtype):
+    row = np.array(NEAR_ZERO_SLICES[values], dtype=dtype)
+    got = fast_function("logsumexp")(row)
+    exact = mpmath_oracle("logsumexp", row)
+    allowed = ACCURACY_ULP * (np.spacing(np.abs(row.max())) + np.spacing(got))
+    assert abs(float(got) - exact) <= float(allowed)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 64])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_logsumexp_of_log_probabilities_within_ulp_of_max(rng, dtype, n):
+    rows = log_probability_rows(rng, dtype, n, 6)
+    got = fast_function("logsumexp")(rows, axis=-1)
+    for index, row in enumerate(rows):
+        exact = mpmath_oracle("logsumexp", row)
+        allowed = ACCURACY_ULP * (
+            np.spacing(np.abs(row.max())) + np.spacing(np.abs(got[index]))
+        )
+        assert abs(float(got[index]) - exact) <= float(allowed), row
 
 
 ANCHORS = {
