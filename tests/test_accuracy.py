@@ -275,3 +275,21 @@ def test_oracle_agrees_with_mpmath(rng, name):
     for index, row in enumerate(rows):
         exact = np.asarray(mpmath_oracle(name, row))
         assert_within_ulp(np.asarray(fast_oracle[index]), exact, 1, x=row)
+
+
+@pytest.mark.parametrize("axis", [(0, 2), (1, 2), None], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_accuracy_over_axis_tuples(rng, name, dtype, axis):
+    x = (10 * rng.standard_normal((32, 5, 40))).astype(dtype)
+    axes = (0, 1, 2) if axis is None else axis
+    kept = [a for a in range(3) if a not in axes]
+    # One row per slice: the kept axes first, then the reduced axes flattened.
+    moved = np.moveaxis(x, kept, list(range(len(kept))))
+    rows = rows_for_oracle(moved.reshape(int(np.prod([x.shape[a] for a in kept])), -1))
+    got = fast_function(name)(x, axis=axis)
+    if name != "logsumexp":
+        got = np.moveaxis(got, kept, list(range(len(kept)))).reshape(rows.shape)
+    else:
+        got = np.reshape(got, rows.shape[:1])
+    check_rows(name, rows, got=got)

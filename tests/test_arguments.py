@@ -438,3 +438,31 @@ def test_out_write_leaves_input_intact(rng, name):
     out = np.empty_like(x)
     fast_function(name)(x, out=out)
     assert x.tobytes() == before
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_in_place_with_where(rng, name):
+    x = rng.standard_normal((6, 50))
+    where = rng.random(x.shape) < 0.7
+    expected = fast_function(name)(x, where=where)
+
+    returned = fast_function(name)(x, where=where, out=x)
+
+    assert returned is x
+    assert_same_up_to_accuracy(x, expected)
+
+
+def test_logsumexp_out_with_where_and_keepdims(rng):
+    x = rng.standard_normal((4, 6, 9))
+    where = rng.random((1, 6, 9)) < 0.7
+    out = np.empty((1, 6, 1))
+    expected = reference_function("logsumexp")(
+        x, axis=(0, 2), keepdims=True, where=where
+    )
+
+    returned = fast_function("logsumexp")(
+        x, axis=(0, 2), keepdims=True, where=where, out=out
+    )
+
+    assert returned is out
+    assert_matches_reference("logsumexp", out, expected, x, 36, np.dtype(np.float64))
