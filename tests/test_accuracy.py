@@ -285,13 +285,16 @@ def test_oracle_agrees_with_mpmath(rng, name):
 def test_accuracy_over_axis_tuples(rng, name, dtype, axis):
     x = (10 * rng.standard_normal((32, 5, 40))).astype(dtype)
     axes = (0, 1, 2) if axis is None else axis
-    kept = [a for a in range(3) if a not in axes]
+    kept_axes = [a for a in range(3) if a not in axes]
+    front = list(range(len(kept_axes)))
+    slice_count = int(np.prod([x.shape[a] for a in kept_axes]))
+
     # One row per slice: the kept axes first, then the reduced axes flattened.
-    moved = np.moveaxis(x, kept, list(range(len(kept))))
-    rows = rows_for_oracle(moved.reshape(int(np.prod([x.shape[a] for a in kept])), -1))
+    moved = np.moveaxis(x, kept_axes, front)
+    rows = rows_for_oracle(moved.reshape(slice_count, -1))
     got = fast_function(name)(x, axis=axis)
     if name != "logsumexp":
-        got = np.moveaxis(got, kept, list(range(len(kept)))).reshape(rows.shape)
+        got = np.moveaxis(got, kept_axes, front).reshape(rows.shape)
     else:
         got = np.reshape(got, rows.shape[:1])
     check_rows(name, rows, got=got)
