@@ -29,25 +29,27 @@ FLOATS = [
 
 
 def check_rows(name, rows, got=None):
-    """Assert the results of ``name`` on ``rows`` (axis -1) are within the bound."""
+    """Assert the results of ``name`` on ``rows`` (axis -1) are within the bound.
+
+    Without an extended longdouble the float64 oracle is mpmath, so only the first
+    two rows are checked and rows longer than 4096 elements are skipped.
+    """
     if got is None:
         got = fast_function(name)(rows, axis=-1)
+    if rows.dtype == np.float64 and not LONGDOUBLE_IS_EXTENDED:
+        if rows.shape[1] > 4096:
+            pytest.skip("the mpmath oracle is too slow for rows this long")
+        rows = rows[:2]
+        got = got[:2]
     exact = oracle(name, rows)
     assert_within_ulp(got, exact, ACCURACY_ULP, x=rows)
-
-
-def rows_for_oracle(rows):
-    """Keep float64 rows short enough for mpmath when longdouble is not extended."""
-    if rows.dtype == np.float64 and not LONGDOUBLE_IS_EXTENDED:
-        return rows[:2, :256]
-    return rows
 
 
 @pytest.mark.parametrize("scale", [1, 10, 100])
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_normal_rows_of_1024(rng, name, dtype, scale):
-    rows = rows_for_oracle((scale * rng.standard_normal((64, 1024))).astype(dtype))
+    rows = (scale * rng.standard_normal((64, 1024))).astype(dtype)
     check_rows(name, rows)
 
 
@@ -69,14 +71,14 @@ def test_long_column_axis0(rng, name, dtype):
     x = (10 * rng.standard_normal((2**17, 3))).astype(dtype)
     got = fast_function(name)(x, axis=0)
     rows = np.ascontiguousarray(x.T)
-    check_rows(name, rows_for_oracle(rows), got=got.T if got.ndim == 2 else got)
+    check_rows(name, rows, got=got.T if got.ndim == 2 else got)
 
 
 @pytest.mark.parametrize("layout", ["F", "negative_strides", "strided", "unaligned"])
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_accuracy_on_layouts(rng, name, dtype, layout):
-    rows = rows_for_oracle((10 * rng.standard_normal((16, 1023))).astype(dtype))
+    rows = (10 * rng.standard_normal((16, 1023))).astype(dtype)
     x = LAYOUTS[layout](rows)
     check_rows(name, rows, got=fast_function(name)(x, axis=-1))
 
@@ -97,7 +99,7 @@ def wide_range_rows(rng, dtype, count, n):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_wide_dynamic_range(rng, name, dtype, n):
-    rows = rows_for_oracle(wide_range_rows(rng, dtype, 8, n))
+    rows = wide_range_rows(rng, dtype, 8, n)
     check_rows(name, rows)
 
 
@@ -127,7 +129,7 @@ def dominant_rows(rng, dtype, n):
 @pytest.mark.parametrize("n", [2, 16, 33, 1024])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_log_softmax_near_zero(rng, dtype, n):
-    rows = rows_for_oracle(dominant_rows(rng, dtype, n))
+    rows = dominant_rows(rng, dtype, n)
     check_rows("log_softmax", rows)
 
 
@@ -136,7 +138,7 @@ def test_log_softmax_near_zero(rng, dtype, n):
 def test_logsumexp_of_dominant_rows(rng, dtype, n):
     # logsumexp = log1p(small) with the maximum at 0: a result near 0 with no
     # cancellation between the maximum and the log of the sum.
-    rows = rows_for_oracle(dominant_rows(rng, dtype, n))
+    rows = dominant_rows(rng, dtype, n)
     check_rows("logsumexp", rows)
 
 
@@ -291,7 +293,7 @@ def test_accuracy_over_axis_tuples(rng, name, dtype, axis):
 
     # One row per slice: the kept axes first, then the reduced axes flattened.
     moved = np.moveaxis(x, kept_axes, front)
-    rows = rows_for_oracle(moved.reshape(slice_count, -1))
+    rows = moved.reshape(slice_count, -1)
     got = fast_function(name)(x, axis=axis)
     if name != "logsumexp":
         got = np.moveaxis(got, kept_axes, front).reshape(rows.shape)
