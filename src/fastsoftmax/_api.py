@@ -300,11 +300,14 @@ def _compute(op, x, axis, where, out, threads, keepdims=False):
 
 
 def _finish(target, out, direct, result_shape, dtype):
-    if out is None:
-        result = target.astype(dtype, copy=False)
-        return result[()] if result_shape == () else result
-    if not direct:
-        np.copyto(out, target, casting="same_kind")
+    # Casting float32 results to float16 may overflow to -inf (log_softmax
+    # below -65504), which is the correctly rounded float16 value.
+    with np.errstate(over="ignore"):
+        if out is None:
+            result = target.astype(dtype, copy=False)
+            return result[()] if result_shape == () else result
+        if not direct:
+            np.copyto(out, target, casting="same_kind")
     return out
 
 

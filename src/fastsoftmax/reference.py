@@ -103,7 +103,8 @@ def _slice_stats(work, axes):
 
 def _store(result, out, dtype, shape):
     """Cast ``result`` to ``dtype`` and return it, written into ``out`` if given."""
-    result = result.reshape(shape).astype(dtype)
+    with np.errstate(over="ignore"):
+        result = result.reshape(shape).astype(dtype)
     if out is None:
         return result[()] if shape == () else result
     if not isinstance(out, np.ndarray):
