@@ -414,7 +414,7 @@ typedef struct {
 #define TILE_STEP ((ptrdiff_t)(FSM_COLUMN_LANES * sizeof(T)))
 
 /* Rows ahead of the current one to prefetch in strided passes. */
-#define COLUMN_PREFETCH 16
+#define COLUMN_PREFETCH 32
 
 static inline vd FN(column_load)(const char *row, int v, ptrdiff_t lanes) {
     const T *p = (const T *)row + v * VD_LANES;
