@@ -47,9 +47,7 @@ def _normalize_axes(axis, ndim):
         items = (axis,)
     axes = []
     for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-            item, numbers.Integral
-        ):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
             raise TypeError(
                 f"axis must be an int, a tuple of ints or None, got {axis!r}"
             )
