@@ -55,7 +55,8 @@ static inline int FN(exp_level)(fsm_op op) {
 
 /*
  * exp(x - max) in each lane for x <= max and finite max. Lanes with
- * x - max < -746 (x = -inf included) give exactly 0.
+ * x - max < -746 (x = -inf included) give exactly 0, and so do lanes below
+ * -200 in the float32 path.
  *
  * Range reduction: x - max = k ln2 + r with |r| <= ln2 / 2, exp(r) from its
  * Taylor polynomial and 2^k applied in two halves so that results in the
@@ -77,8 +78,13 @@ static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, in
         vd max_part = d - x_part;
         lo = (x - x_part) + (max_neg - max_part);
         lo = vd_select(d > vd_set(-745.0), lo, vd_set(0.0));
+        d = vd_max(d, vd_set(-746.0));
+    } else {
+        /* exp(-200) is far below float32's smallest subnormal and adds
+           nothing to a sum of at least 1, so float32 clamps there and 2^k
+           stays a normal double. */
+        d = vd_max(d, vd_set(-200.0));
     }
-    d = vd_max(d, vd_set(-746.0));
 
     /* Round d / ln2 to the nearest integer k, kept both as a double and as
        the low bits of t. */
@@ -110,8 +116,11 @@ static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, in
     q = vd_fma(q, r, vd_set(0.5));
     vd p = vd_fma(q, r * r, r) + vd_set(1.0);
 
-    /* Scale by 2^k, k in [-1076, 0], as 2^k1 * 2^k2 with both halves normal. */
     vl k_int = (vl)t - (vl)shifter;
+    if (!PRECISE) {
+        return p * (vd)((k_int + 1023) << 52);
+    }
+    /* Scale by 2^k, k in [-1076, 0], as 2^k1 * 2^k2 with both halves normal. */
     vl k1 = k_int >> 1;
     vl k2 = k_int - k1;
     vd scale1 = (vd)((k1 + 1023) << 52);
@@ -186,6 +195,30 @@ static int FN(any_lane)(vl v) {
 
 /* --- Row mode: one contiguous slice at a time ------------------------- */
 
+/*
+ * The slice computed after this one. A short slice spends most of its time
+ * in the exponential step, which is bound by arithmetic, so that step pulls
+ * the next slice's input (and output) into cache meanwhile; otherwise the
+ * next maximum step would wait for memory, which hardware prefetchers do not
+ * anticipate across slices.
+ */
+typedef struct {
+    const T *x;
+    T *out; /* NULL for logsumexp */
+} FN(next_slice);
+
+/* Prefetch the part of the next slice that matches elements [i, i + count). */
+static inline void FN(prefetch_next)(const FN(next_slice) * next, ptrdiff_t i, ptrdiff_t count) {
+    const char *x = (const char *)(next->x + i);
+    char *out = (char *)(next->out + i);
+    for (ptrdiff_t byte = 0; byte < count * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(x + byte);
+        if (next->out) {
+            __builtin_prefetch(out + byte, 1);
+        }
+    }
+}
+
 /* Step 1: the maximum of x[0:n], and whether any element is NaN. */
 static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
     vd m0 = vd_set(-INFINITY), m1 = m0;
@@ -216,12 +249,15 @@ static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
  */
 static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
     const T *x, ptrdiff_t n, double max, T *store, double *sums, double *compensations,
-    int level) {
+    const FN(next_slice) * next, int level) {
     const vd m = vd_set(max);
     vd s = vd_set(0.0), c = s;
     ptrdiff_t i = 0;
 
     for (; i + 4 * VD_LANES <= n; i += 4 * VD_LANES) {
+        if (next) {
+            FN(prefetch_next)(next, i, 4 * VD_LANES);
+        }
         vd e0 = FN(exp_shifted)(VLOAD(x + i), m, level);
         vd e1 = FN(exp_shifted)(VLOAD(x + i + VD_LANES), m, level);
         vd e2 = FN(exp_shifted)(VLOAD(x + i + 2 * VD_LANES), m, level);
@@ -255,13 +291,13 @@ static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
 }
 
 static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, double *sums,
-                            double *compensations, int level) {
+                            double *compensations, const FN(next_slice) * next, int level) {
     if (level == FAST_SUM) {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_SUM);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FAST_SUM);
     } else if (level == FAST_EXP) {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_EXP);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FAST_EXP);
     } else {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FULL);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FULL);
     }
 }
 
@@ -335,8 +371,11 @@ static double FN(special_slice)(fsm_op op, const char *x, ptrdiff_t x_step, ptrd
     return lse;
 }
 
-/* One contiguous slice: softmax or log_softmax into out; returns logsumexp. */
-static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
+/*
+ * One contiguous slice: softmax or log_softmax into out; returns logsumexp.
+ * `next`, when not NULL, is prefetched along the way.
+ */
+static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(next_slice) * next) {
     double sums[FSM_PARTIALS], compensations[FSM_PARTIALS];
     double max;
     int has_nan = 0, has_inf = 0;
@@ -349,7 +388,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
         has_inf = max == INFINITY;
         if (!has_nan && !has_inf && max != -INFINITY) {
             FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
-                            level);
+                            next, level);
             sum = fsm_reduce_partials(sums, compensations);
         }
     } else {
@@ -362,7 +401,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
             if (has_nan || has_inf || chunk_max == -INFINITY) {
                 continue;
             }
-            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, level);
+            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
             fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
         }
     }
@@ -742,8 +781,17 @@ static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff
             FN(column_block) block = {x, call->x_step, out, call->out_step, lanes};
             FN(column_slices)(call->op, &block, n, (T *)scratch);
         } else if (mode == FSM_MODE_ROWS) {
+            FN(next_slice) next = {NULL, NULL};
+            if (unit + 1 < end && n <= FSM_CHUNK) {
+                ptrdiff_t next_x, next_out, next_mask, next_lanes;
+                fsm_unit_offsets(call, mode, unit + 1, &next_x, &next_out, &next_mask,
+                                 &next_lanes);
+                next.x = (const T *)(call->x + next_x);
+                next.out = call->op == FSM_LOGSUMEXP ? NULL : (T *)(call->out + next_out);
+            }
             double lse = FN(slice)(call->op, (const T *)x, n,
-                                   call->op == FSM_LOGSUMEXP ? NULL : (T *)out);
+                                   call->op == FSM_LOGSUMEXP ? NULL : (T *)out,
+                                   next.x ? &next : NULL);
             if (call->op == FSM_LOGSUMEXP) {
                 *(T *)out = (T)lse;
             }
@@ -756,7 +804,7 @@ static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff
                 T value = *(const T *)(x + i * call->x_step);
                 x_copy[i] = mask && !mask[i * call->mask_step] ? (T)-INFINITY : value;
             }
-            double lse = FN(slice)(call->op, x_copy, n, out_copy);
+            double lse = FN(slice)(call->op, x_copy, n, out_copy, NULL);
             if (call->op == FSM_LOGSUMEXP) {
                 *(T *)out = (T)lse;
             } else {
