@@ -33,7 +33,8 @@
  * special_slice() handles those slices with the rules stated in the README.
  */
 
-#define COLUMN_VECTORS (FSM_COLUMN_LANES / VD_LANES)
+#define COLUMN_LANES (FSM_COLUMN_BYTES / (int)sizeof(T))
+#define COLUMN_VECTORS (COLUMN_LANES / VD_LANES)
 
 /*
  * Accuracy levels of the exponential-sum step, fixed per dtype and operation
@@ -429,7 +430,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
     return lse;
 }
 
-/* --- Column mode: FSM_COLUMN_LANES slices side by side ---------------- */
+/* --- Column mode: COLUMN_LANES slices side by side ---------------- */
 
 /*
  * The slices are columns: element i of lane j is at x + i * x_step + j *
@@ -438,7 +439,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
  *
  * Columns step through memory with a large stride, often a power of two that
  * maps every row to the same cache sets. So each chunk of rows is first copied,
- * a row of FSM_COLUMN_LANES elements at a time, into a contiguous tile; the
+ * a row of COLUMN_LANES elements at a time, into a contiguous tile; the
  * maximum and sum passes then run on the tile in cache, and the output is
  * written once.
  */
@@ -447,10 +448,10 @@ typedef struct {
     ptrdiff_t x_step;
     char *out;
     ptrdiff_t out_step;
-    ptrdiff_t lanes; /* 1 to FSM_COLUMN_LANES */
+    ptrdiff_t lanes; /* 1 to COLUMN_LANES */
 } FN(column_block);
 
-#define TILE_STEP ((ptrdiff_t)(FSM_COLUMN_LANES * sizeof(T)))
+#define TILE_STEP ((ptrdiff_t)FSM_COLUMN_BYTES)
 
 /* Rows ahead of the current one to prefetch in strided passes. */
 #define COLUMN_PREFETCH 32
@@ -495,11 +496,11 @@ static void FN(column_copy)(const FN(column_block) * b, ptrdiff_t start, ptrdiff
         if (i + COLUMN_PREFETCH < len) {
             FN(column_prefetch)(row + COLUMN_PREFETCH * b->x_step, b->lanes);
         }
-        if (b->lanes == FSM_COLUMN_LANES) {
-            memcpy(tile + i * FSM_COLUMN_LANES, row, FSM_COLUMN_LANES * sizeof(T));
+        if (b->lanes == COLUMN_LANES) {
+            memcpy(tile + i * COLUMN_LANES, row, COLUMN_LANES * sizeof(T));
         } else {
-            memset(tile + i * FSM_COLUMN_LANES, 0, FSM_COLUMN_LANES * sizeof(T));
-            memcpy(tile + i * FSM_COLUMN_LANES, row, bytes);
+            memset(tile + i * COLUMN_LANES, 0, COLUMN_LANES * sizeof(T));
+            memcpy(tile + i * COLUMN_LANES, row, bytes);
         }
     }
 }
@@ -512,7 +513,7 @@ static void FN(column_max)(const T *tile, ptrdiff_t len, vd *max, vl *nan) {
     }
     for (ptrdiff_t i = 0; i < len; i++) {
         for (int v = 0; v < COLUMN_VECTORS; v++) {
-            vd a = VLOAD(tile + i * FSM_COLUMN_LANES + v * VD_LANES);
+            vd a = VLOAD(tile + i * COLUMN_LANES + v * VD_LANES);
             nan[v] |= a != a;
             max[v] = vd_max(max[v], a);
         }
@@ -536,7 +537,7 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
     for (ptrdiff_t i = 0; i < len; i++) {
         int k = (int)(i % FSM_PARTIALS);
         for (int v = 0; v < COLUMN_VECTORS; v++) {
-            T *p = tile + i * FSM_COLUMN_LANES + v * VD_LANES;
+            T *p = tile + i * COLUMN_LANES + v * VD_LANES;
             vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
             FN(accumulate)(&s[k][v], &c[k][v], e, level);
             if (store) {
@@ -692,9 +693,9 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
         }
         FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum_hi, sum_lo, level);
     } else {
-        double lane_max[FSM_COLUMN_LANES];
-        fsm_sum lane_sum[FSM_COLUMN_LANES];
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+        double lane_max[COLUMN_LANES];
+        fsm_sum lane_sum[COLUMN_LANES];
+        for (int lane = 0; lane < COLUMN_LANES; lane++) {
             lane_max[lane] = -INFINITY;
             lane_sum[lane].hi = lane_sum[lane].lo = 0.0;
         }
@@ -765,7 +766,7 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
 
 /*
  * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
- * gather mode and FSM_CHUNK * FSM_COLUMN_LANES in column mode.
+ * gather mode and FSM_CHUNK * COLUMN_LANES in column mode.
  */
 static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
                    void *scratch) {
