@@ -1,0 +1,374 @@
+/* Tiled attention driver, written once and compiled once per dtype.
+ * attention.c includes this file twice with these names defined:
+ *
+ *   REAL            element type
+ *   GEMM_FN_TYPE    fsm_sgemm_fn or fsm_dgemm_fn
+ *   GEMM_POINTER    the stored BLAS routine of that type
+ *   ROW_KERNELS     struct of row kernel pointers for this dtype
+ *   TILE_LANES      vector lanes of the row kernels (64 / sizeof(REAL))
+ *   TILE_FN(name)   name with the dtype suffix
+ */
+
+/* Per-thread scratch; every size is a block size, none depends on L or S. */
+typedef struct {
+    REAL *q_pack;     /* block_q x head_dim */
+    REAL *k_pack;     /* block_k x head_dim */
+    REAL *v_pack;     /* block_k x value_dim */
+    REAL *scores;     /* block_q x block_k_padded */
+    REAL *probs;      /* block_q x block_k_padded */
+    REAL *acc;        /* block_q x value_dim_padded */
+    REAL *bias;       /* block_k_padded, the staged mask row */
+    REAL *zero_bias;  /* block_k_padded zeros, used without a mask */
+    REAL *row_max;    /* block_q */
+    REAL *row_sum;    /* block_q */
+    REAL *alpha;      /* block_q */
+    int64_t *bad_key; /* block_k, keys whose v row is not finite */
+    void *memory;
+} TILE_FN(workspace);
+
+static int TILE_FN(workspace_alloc)(TILE_FN(workspace) *w,
+                                    const fsm_attn_args *a,
+                                    const attn_tiling *t)
+{
+    int64_t sizes[12] = {
+        t->block_q * a->head_dim,
+        t->block_k * a->head_dim,
+        t->block_k * a->value_dim,
+        t->block_q * t->block_k_padded,
+        t->block_q * t->block_k_padded,
+        t->block_q * t->value_dim_padded,
+        t->block_k_padded,
+        t->block_k_padded,
+        t->block_q,
+        t->block_q,
+        t->block_q,
+        t->block_k,
+    };
+    int64_t offsets[12];
+    int64_t total = 0;
+    for (int i = 0; i < 12; i++) {
+        int64_t elem = i == 11 ? (int64_t)sizeof(int64_t) : (int64_t)sizeof(REAL);
+        offsets[i] = total;
+        total += round_up(sizes[i] * elem, SCRATCH_ALIGN);
+    }
+    char *base = scratch_alloc(total);
+    if (base == NULL) {
+        return 0;
+    }
+    w->memory = base;
+    w->q_pack = (REAL *)(base + offsets[0]);
+    w->k_pack = (REAL *)(base + offsets[1]);
+    w->v_pack = (REAL *)(base + offsets[2]);
+    w->scores = (REAL *)(base + offsets[3]);
+    w->probs = (REAL *)(base + offsets[4]);
+    w->acc = (REAL *)(base + offsets[5]);
+    w->bias = (REAL *)(base + offsets[6]);
+    w->zero_bias = (REAL *)(base + offsets[7]);
+    w->row_max = (REAL *)(base + offsets[8]);
+    w->row_sum = (REAL *)(base + offsets[9]);
+    w->alpha = (REAL *)(base + offsets[10]);
+    w->bad_key = (int64_t *)(base + offsets[11]);
+    return 1;
+}
+
+/* Return a BLAS view of a row-major block of `rows` x `cols` elements at
+ * base with the given strides: base itself when the columns are contiguous
+ * and the row stride is a valid leading dimension, else a copy in pack. The
+ * leading dimension is written to *ld. */
+static const REAL *TILE_FN(blas_view)(const REAL *base, int64_t rows,
+                                      int64_t cols, int64_t row_stride,
+                                      int64_t col_stride, REAL *pack, int *ld)
+{
+    int64_t min_ld = cols > 1 ? cols : 1;
+    if (col_stride == 1 || cols <= 1) {
+        if (rows <= 1) {
+            *ld = (int)min_ld;
+            return base;
+        }
+        if (row_stride >= min_ld && row_stride <= INT_MAX) {
+            *ld = (int)row_stride;
+            return base;
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) {
+            pack[r * cols + c] = base[r * row_stride + c * col_stride];
+        }
+    }
+    *ld = (int)min_ld;
+    return pack;
+}
+
+/* C = alpha op(A) op(B) + beta C through the stored BLAS routine. BLAS calls
+ * with k = 0 are avoided because implementations differ in what they do. */
+static void TILE_FN(gemm)(char transa, char transb, int64_t m, int64_t n,
+                          int64_t k, REAL alpha, const REAL *a, int lda,
+                          const REAL *b, int ldb, REAL beta, REAL *c, int ldc)
+{
+    if (m == 0 || n == 0) {
+        return;
+    }
+    if (k == 0) {
+        if (beta == 0) {
+            for (int64_t j = 0; j < n; j++) {
+                memset(c + j * ldc, 0, (size_t)m * sizeof(REAL));
+            }
+        }
+        return;
+    }
+    int mi = (int)m;
+    int ni = (int)n;
+    int ki = (int)k;
+    GEMM_POINTER(&transa, &transb, &mi, &ni, &ki, &alpha, (REAL *)a, &lda,
+                 (REAL *)b, &ldb, &beta, c, &ldc);
+}
+
+/* Copy one mask row segment into bias as additive values: a boolean mask
+ * becomes 0 (may attend) or -inf, a floating mask is copied. */
+static void TILE_FN(stage_mask_row)(const fsm_attn_args *a, const void *row,
+                                    int64_t count, REAL *bias)
+{
+    int64_t stride = a->mask.col_stride;
+    if (a->mask_kind == FSM_ATTN_MASK_BOOL) {
+        const uint8_t *m = row;
+        for (int64_t c = 0; c < count; c++) {
+            bias[c] = m[c * stride] ? (REAL)0 : (REAL)-INFINITY;
+        }
+    } else {
+        const REAL *m = row;
+        for (int64_t c = 0; c < count; c++) {
+            bias[c] = m[c * stride];
+        }
+    }
+}
+
+/* Compute one task: query rows [i0, i0 + rows) of one batch entry and head,
+ * against every key block the causal limit leaves in reach. */
+static void TILE_FN(attention_task)(const fsm_attn_args *a,
+                                    const attn_tiling *t,
+                                    const ROW_KERNELS *rk,
+                                    TILE_FN(workspace) *w, int64_t task)
+{
+    /* Step 1: locate the task and the keys in reach of its last row. */
+    int64_t q_block = task % t->q_blocks;
+    int64_t head = (task / t->q_blocks) % a->q_heads;
+    int64_t batch = task / t->q_blocks / a->q_heads;
+    int64_t kv_head = head / (a->q_heads / a->kv_heads);
+    int64_t i0 = q_block * t->block_q;
+    int64_t rows = a->q_len - i0 < t->block_q ? a->q_len - i0 : t->block_q;
+    int64_t diagonal = causal_offset(a);
+    int64_t key_end = a->kv_len;
+    if (a->causal != FSM_ATTN_CAUSAL_NONE) {
+        key_end = clamp(i0 + rows + diagonal, 0, a->kv_len);
+    }
+    int64_t head_dim = a->head_dim;
+    int64_t value_dim = a->value_dim;
+    int64_t bk_pad = t->block_k_padded;
+    int64_t dv_pad = t->value_dim_padded;
+    const REAL scale = (REAL)a->scale;
+
+    const REAL *q = (const REAL *)a->q.data + a->q.batch_offset[batch] +
+                    head * a->q.head_stride + i0 * a->q.row_stride;
+    const REAL *k = (const REAL *)a->k.data + a->k.batch_offset[batch] +
+                    kv_head * a->k.head_stride;
+    const REAL *v = (const REAL *)a->v.data + a->v.batch_offset[batch] +
+                    kv_head * a->v.head_stride;
+    const char *mask_rows = NULL;
+    if (a->mask_kind != FSM_ATTN_MASK_NONE) {
+        int64_t elem = a->mask_kind == FSM_ATTN_MASK_BOOL ? 1 : sizeof(REAL);
+        mask_rows = (const char *)a->mask.data +
+                    elem * (a->mask.batch_offset[batch] +
+                            head * a->mask.head_stride + i0 * a->mask.row_stride);
+    }
+
+    for (int64_t r = 0; r < rows; r++) {
+        w->row_max[r] = -INFINITY;
+        w->row_sum[r] = 0;
+    }
+    memset(w->acc, 0, (size_t)(rows * dv_pad) * sizeof(REAL));
+
+    /* The Q block is packed column-major (rows x head_dim), so the score GEMM
+     * below takes both operands transposed; OpenBLAS's small-matrix kernels
+     * run that case markedly faster than K^T Q with Q as stored. */
+    for (int64_t r = 0; r < rows; r++) {
+        const REAL *q_row = q + r * a->q.row_stride;
+        for (int64_t d = 0; d < head_dim; d++) {
+            w->q_pack[d * rows + r] = q_row[d * a->q.col_stride];
+        }
+    }
+
+    for (int64_t j0 = 0; j0 < key_end; j0 += t->block_k) {
+        int64_t keys = key_end - j0 < t->block_k ? key_end - j0 : t->block_k;
+        int64_t width = round_up(keys, TILE_LANES);
+
+        /* Step 2: raw scores S = Q K^T, row-major rows x keys with row
+         * stride bk_pad, computed as the column-major S^T = K (Q^T). */
+        int ld_k;
+        const REAL *k_block = TILE_FN(blas_view)(
+            k + j0 * a->k.row_stride, keys, head_dim, a->k.row_stride,
+            a->k.col_stride, w->k_pack, &ld_k);
+        TILE_FN(gemm)('T', 'T', keys, rows, head_dim, 1, k_block, ld_k,
+                      w->q_pack, (int)rows, 0, w->scores, (int)bk_pad);
+
+        /* Step 3: online softmax per row, fused with scale, mask and causal
+         * limit; rescale each accumulator row by its alpha. */
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t limit = keys;
+            if (a->causal != FSM_ATTN_CAUSAL_NONE) {
+                limit = clamp(i0 + r + diagonal - j0 + 1, 0, keys);
+            }
+            const REAL *bias = w->zero_bias;
+            if (mask_rows != NULL) {
+                int64_t elem =
+                    a->mask_kind == FSM_ATTN_MASK_BOOL ? 1 : sizeof(REAL);
+                const char *row = mask_rows +
+                                  elem * (r * a->mask.row_stride +
+                                          j0 * a->mask.col_stride);
+                TILE_FN(stage_mask_row)(a, row, limit, w->bias);
+                bias = w->bias;
+            }
+            rk->softmax_block_row(w->scores + r * bk_pad, w->probs + r * bk_pad,
+                                  bias, limit, width, scale, &w->row_max[r],
+                                  &w->row_sum[r], &w->alpha[r]);
+            if (w->alpha[r] != 1) {
+                rk->scale_row(w->acc + r * dv_pad, dv_pad, w->alpha[r]);
+            }
+        }
+
+        /* Step 4: find keys whose v row holds inf or NaN. A probability of 0
+         * times such a row would be NaN, so these rows are zeroed for the
+         * GEMM and added back below only where their score is above -inf. */
+        const REAL *v_block = v + j0 * a->v.row_stride;
+        int64_t bad_keys = 0;
+        for (int64_t c = 0; c < keys; c++) {
+            const REAL *v_row = v_block + c * a->v.row_stride;
+            int finite;
+            if (a->v.col_stride == 1) {
+                finite = rk->row_is_finite(v_row, value_dim);
+            } else {
+                finite = 1;
+                for (int64_t d = 0; d < value_dim; d++) {
+                    REAL x = v_row[d * a->v.col_stride];
+                    finite &= (x - x) == 0;
+                }
+            }
+            if (!finite) {
+                w->bad_key[bad_keys++] = c;
+            }
+        }
+
+        /* Step 5: acc += P V as the column-major acc^T += V^T P^T. */
+        int ld_v;
+        if (bad_keys == 0) {
+            v_block = TILE_FN(blas_view)(v_block, keys, value_dim,
+                                         a->v.row_stride, a->v.col_stride,
+                                         w->v_pack, &ld_v);
+        } else {
+            for (int64_t c = 0; c < keys; c++) {
+                for (int64_t d = 0; d < value_dim; d++) {
+                    w->v_pack[c * value_dim + d] =
+                        v_block[c * a->v.row_stride + d * a->v.col_stride];
+                }
+            }
+            for (int64_t i = 0; i < bad_keys; i++) {
+                memset(w->v_pack + w->bad_key[i] * value_dim, 0,
+                       (size_t)value_dim * sizeof(REAL));
+            }
+            ld_v = value_dim > 1 ? (int)value_dim : 1;
+            v_block = w->v_pack;
+        }
+        TILE_FN(gemm)('N', 'N', value_dim, rows, keys, 1, v_block, ld_v,
+                      w->probs, (int)bk_pad, 1, w->acc, (int)dv_pad);
+
+        /* Step 6: add the zeroed rows back for the scores above -inf. */
+        const REAL *v_original = v + j0 * a->v.row_stride;
+        for (int64_t i = 0; i < bad_keys; i++) {
+            int64_t c = w->bad_key[i];
+            const REAL *v_row = v_original + c * a->v.row_stride;
+            for (int64_t r = 0; r < rows; r++) {
+                if (!(w->scores[r * bk_pad + c] > -INFINITY)) {
+                    continue;
+                }
+                REAL p = w->probs[r * bk_pad + c];
+                REAL *acc_row = w->acc + r * dv_pad;
+                for (int64_t d = 0; d < value_dim; d++) {
+                    acc_row[d] += p * v_row[d * a->v.col_stride];
+                }
+            }
+        }
+    }
+
+    /* Step 7: normalise once; a row with no weight gives zeros, lse -inf. */
+    REAL *out = (REAL *)a->out.data + a->out.batch_offset[batch] +
+                head * a->out.head_stride + i0 * a->out.row_stride;
+    REAL *lse = NULL;
+    if (a->lse.data != NULL) {
+        lse = (REAL *)a->lse.data + a->lse.batch_offset[batch] +
+              head * a->lse.head_stride + i0 * a->lse.row_stride;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        REAL m = w->row_max[r];
+        REAL l = w->row_sum[r];
+        REAL *out_row = out + r * a->out.row_stride;
+        const REAL *acc_row = w->acc + r * dv_pad;
+        if (m == -INFINITY) {
+            for (int64_t d = 0; d < value_dim; d++) {
+                out_row[d * a->out.col_stride] = 0;
+            }
+        } else {
+            for (int64_t d = 0; d < value_dim; d++) {
+                out_row[d * a->out.col_stride] = acc_row[d] / l;
+            }
+        }
+        if (lse != NULL) {
+            /* m + log(l) is also right for m = +inf (l counts the +inf
+             * scores) and m = NaN. */
+            REAL value = m == -INFINITY ? (REAL)-INFINITY
+                                        : (REAL)((double)m + log((double)l));
+            lse[r * a->lse.row_stride] = value;
+        }
+    }
+}
+
+/* Run every task, in parallel over (batch, head, query block) when OpenMP is
+ * available. Each output row belongs to one task, so the result does not
+ * depend on the thread count or the schedule. */
+static int TILE_FN(attention_run)(const fsm_attn_args *a, const attn_tiling *t,
+                                  const ROW_KERNELS *rk)
+{
+    int64_t tasks = a->batch * a->q_heads * t->q_blocks;
+    int threads = a->threads;
+    if (threads < 1) {
+        threads = 1;
+    }
+    if (tasks < threads) {
+        threads = (int)tasks;
+    }
+    int status = FSM_ATTN_OK;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+        TILE_FN(workspace) w = {0};
+        int have_workspace = TILE_FN(workspace_alloc)(&w, a, t);
+        if (!have_workspace) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FSM_ATTN_NO_MEMORY;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t task = 0; task < tasks; task++) {
+            if (have_workspace) {
+                TILE_FN(attention_task)(a, t, rk, &w, task);
+            }
+        }
+        if (have_workspace) {
+            scratch_free(w.memory);
+        }
+    }
+    return status;
+}
