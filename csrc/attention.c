@@ -116,10 +116,11 @@ static void scratch_free(void *memory) { free(memory); }
 
 typedef struct {
     int64_t block_q;          /* query rows per task */
+    int64_t block_q_padded;   /* row stride of the keys x rows buffers */
     int64_t block_k;          /* keys per block */
-    int64_t block_k_padded;   /* row stride of the score buffers */
     int64_t value_dim_padded; /* row stride of the accumulator */
     int64_t q_blocks;         /* tasks per (batch, head) */
+    int64_t k_blocks;         /* key blocks per (batch, kv head) */
 } attn_tiling;
 
 /* Choose block sizes: block_q up to 64 rows, shrunk for large head
@@ -156,9 +157,10 @@ static attn_tiling choose_tiling(const fsm_attn_args *a)
 
     t.block_q = block_q;
     t.block_k = block_k;
-    t.block_k_padded = round_up(block_k, 16);
+    t.block_q_padded = round_up(block_q, 16);
     t.value_dim_padded = round_up(a->value_dim > 1 ? a->value_dim : 1, 16);
     t.q_blocks = (a->q_len + block_q - 1) / block_q;
+    t.k_blocks = (a->kv_len + block_k - 1) / block_k;
     return t;
 }
 
@@ -204,23 +206,23 @@ static const double exp_poly_f64[14] = {
 #define EXP_MANTISSA_BITS 23
 #define EXP_UNDERFLOW -87.0f
 
-#define ROWS_FN(name) name##_f32_generic
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f32_generic
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 
 #if ATTN_X86
 #pragma GCC push_options
 #pragma GCC target("avx2")
-#define ROWS_FN(name) name##_f32_avx2
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f32_avx2
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
-#define ROWS_FN(name) name##_f32_avx512
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f32_avx512
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 #pragma GCC pop_options
 #endif
 
@@ -256,23 +258,23 @@ static const double exp_poly_f64[14] = {
 #define EXP_MANTISSA_BITS 52
 #define EXP_UNDERFLOW -708.0
 
-#define ROWS_FN(name) name##_f64_generic
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f64_generic
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 
 #if ATTN_X86
 #pragma GCC push_options
 #pragma GCC target("avx2")
-#define ROWS_FN(name) name##_f64_avx2
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f64_avx2
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
-#define ROWS_FN(name) name##_f64_avx512
-#include "attention_rows.h"
-#undef ROWS_FN
+#define SOFTMAX_FN(name) name##_f64_avx512
+#include "attention_softmax.h"
+#undef SOFTMAX_FN
 #pragma GCC pop_options
 #endif
 
@@ -299,42 +301,43 @@ enum { PATH_GENERIC = 0, PATH_AVX2 = 1, PATH_AVX512 = 2, PATH_COUNT = 3 };
 static const char *const path_names[PATH_COUNT] = {"generic", "avx2", "avx512"};
 
 typedef struct {
-    void (*softmax_block_row)(float *, float *, const float *, int64_t, int64_t,
-                              float, float *, float *, float *);
+    void (*softmax_block)(float *, float *, const float *, int64_t, int64_t,
+                          int64_t, float, float *, float *, float *);
     int (*row_is_finite)(const float *, int64_t);
-    void (*scale_row)(float *, int64_t, float);
-} row_kernels_f32;
+    void (*rescale_rows)(float *, int64_t, int64_t, const float *);
+} softmax_kernels_f32;
 
 typedef struct {
-    void (*softmax_block_row)(double *, double *, const double *, int64_t,
-                              int64_t, double, double *, double *, double *);
+    void (*softmax_block)(double *, double *, const double *, int64_t,
+                          int64_t, int64_t, double, double *, double *,
+                          double *);
     int (*row_is_finite)(const double *, int64_t);
-    void (*scale_row)(double *, int64_t, double);
-} row_kernels_f64;
+    void (*rescale_rows)(double *, int64_t, int64_t, const double *);
+} softmax_kernels_f64;
 
 #if ATTN_X86
-static const row_kernels_f32 kernels_f32[PATH_COUNT] = {
-    {softmax_block_row_f32_generic, row_is_finite_f32_generic,
-     scale_row_f32_generic},
-    {softmax_block_row_f32_avx2, row_is_finite_f32_avx2, scale_row_f32_avx2},
-    {softmax_block_row_f32_avx512, row_is_finite_f32_avx512,
-     scale_row_f32_avx512},
+static const softmax_kernels_f32 kernels_f32[PATH_COUNT] = {
+    {softmax_block_f32_generic, row_is_finite_f32_generic,
+     rescale_rows_f32_generic},
+    {softmax_block_f32_avx2, row_is_finite_f32_avx2, rescale_rows_f32_avx2},
+    {softmax_block_f32_avx512, row_is_finite_f32_avx512,
+     rescale_rows_f32_avx512},
 };
-static const row_kernels_f64 kernels_f64[PATH_COUNT] = {
-    {softmax_block_row_f64_generic, row_is_finite_f64_generic,
-     scale_row_f64_generic},
-    {softmax_block_row_f64_avx2, row_is_finite_f64_avx2, scale_row_f64_avx2},
-    {softmax_block_row_f64_avx512, row_is_finite_f64_avx512,
-     scale_row_f64_avx512},
+static const softmax_kernels_f64 kernels_f64[PATH_COUNT] = {
+    {softmax_block_f64_generic, row_is_finite_f64_generic,
+     rescale_rows_f64_generic},
+    {softmax_block_f64_avx2, row_is_finite_f64_avx2, rescale_rows_f64_avx2},
+    {softmax_block_f64_avx512, row_is_finite_f64_avx512,
+     rescale_rows_f64_avx512},
 };
 #else
-static const row_kernels_f32 kernels_f32[1] = {
-    {softmax_block_row_f32_generic, row_is_finite_f32_generic,
-     scale_row_f32_generic},
+static const softmax_kernels_f32 kernels_f32[1] = {
+    {softmax_block_f32_generic, row_is_finite_f32_generic,
+     rescale_rows_f32_generic},
 };
-static const row_kernels_f64 kernels_f64[1] = {
-    {softmax_block_row_f64_generic, row_is_finite_f64_generic,
-     scale_row_f64_generic},
+static const softmax_kernels_f64 kernels_f64[1] = {
+    {softmax_block_f64_generic, row_is_finite_f64_generic,
+     rescale_rows_f64_generic},
 };
 #endif
 
@@ -418,26 +421,22 @@ void fsm_attn_set_blas(fsm_sgemm_fn *sgemm, fsm_dgemm_fn *dgemm)
 
 #define REAL float
 #define GEMM_POINTER stored_sgemm
-#define ROW_KERNELS row_kernels_f32
-#define TILE_LANES 16
+#define SOFTMAX_KERNELS softmax_kernels_f32
 #define TILE_FN(name) name##_f32
 #include "attention_tile.h"
 #undef REAL
 #undef GEMM_POINTER
-#undef ROW_KERNELS
-#undef TILE_LANES
+#undef SOFTMAX_KERNELS
 #undef TILE_FN
 
 #define REAL double
 #define GEMM_POINTER stored_dgemm
-#define ROW_KERNELS row_kernels_f64
-#define TILE_LANES 8
+#define SOFTMAX_KERNELS softmax_kernels_f64
 #define TILE_FN(name) name##_f64
 #include "attention_tile.h"
 #undef REAL
 #undef GEMM_POINTER
-#undef ROW_KERNELS
-#undef TILE_LANES
+#undef SOFTMAX_KERNELS
 #undef TILE_FN
 
 int fsm_attention(const fsm_attn_args *args)
