@@ -39,11 +39,13 @@
  * in a fixed order of operations, so results are bitwise identical for any
  * thread count. Small problems run on one thread.
  *
- * SIMD. The row kernels use 64-byte GNU C vectors and a polynomial exp
+ * SIMD. The softmax kernels use 64-byte GNU C vectors and a polynomial exp
  * (about 2 ulp). They are compiled three times, for baseline x86-64 (or the
- * target's baseline elsewhere), AVX2 and AVX-512F, through `#pragma GCC
- * target`, and the path is chosen at run time with __builtin_cpu_supports.
- * The environment variable FASTSOFTMAX_SIMD may lower the choice.
+ * target's baseline elsewhere), AVX2 with FMA, and AVX-512F, through
+ * `#pragma GCC target`, and the path is chosen at run time with
+ * __builtin_cpu_supports. The exp uses fused multiply-adds on the paths that
+ * have them, so paths may differ in the last bit; a given path gives the same
+ * bits for any thread count. FASTSOFTMAX_SIMD may lower the choice.
  */
 
 #include "attention.h"
@@ -56,6 +58,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -206,13 +212,33 @@ static const double exp_poly_f64[14] = {
 #define EXP_MANTISSA_BITS 23
 #define EXP_UNDERFLOW -87.0f
 
+/* a * b + c, rounded once where the path has FMA instructions. */
+static inline vf32 multiply_add_f32_generic(vf32 a, vf32 b, vf32 c)
+{
+    return a * b + c;
+}
+
 #define SOFTMAX_FN(name) name##_f32_generic
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
 
 #if ATTN_X86
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
+static inline vf32 multiply_add_f32_avx2(vf32 a, vf32 b, vf32 c)
+{
+    __m256 a_half[2];
+    __m256 b_half[2];
+    __m256 c_half[2];
+    memcpy(a_half, &a, sizeof a);
+    memcpy(b_half, &b, sizeof b);
+    memcpy(c_half, &c, sizeof c);
+    a_half[0] = _mm256_fmadd_ps(a_half[0], b_half[0], c_half[0]);
+    a_half[1] = _mm256_fmadd_ps(a_half[1], b_half[1], c_half[1]);
+    memcpy(&a, a_half, sizeof a);
+    return a;
+}
+
 #define SOFTMAX_FN(name) name##_f32_avx2
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
@@ -220,6 +246,11 @@ static const double exp_poly_f64[14] = {
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+static inline vf32 multiply_add_f32_avx512(vf32 a, vf32 b, vf32 c)
+{
+    return (vf32)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+}
+
 #define SOFTMAX_FN(name) name##_f32_avx512
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
@@ -258,13 +289,32 @@ static const double exp_poly_f64[14] = {
 #define EXP_MANTISSA_BITS 52
 #define EXP_UNDERFLOW -708.0
 
+static inline vf64 multiply_add_f64_generic(vf64 a, vf64 b, vf64 c)
+{
+    return a * b + c;
+}
+
 #define SOFTMAX_FN(name) name##_f64_generic
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
 
 #if ATTN_X86
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
+static inline vf64 multiply_add_f64_avx2(vf64 a, vf64 b, vf64 c)
+{
+    __m256d a_half[2];
+    __m256d b_half[2];
+    __m256d c_half[2];
+    memcpy(a_half, &a, sizeof a);
+    memcpy(b_half, &b, sizeof b);
+    memcpy(c_half, &c, sizeof c);
+    a_half[0] = _mm256_fmadd_pd(a_half[0], b_half[0], c_half[0]);
+    a_half[1] = _mm256_fmadd_pd(a_half[1], b_half[1], c_half[1]);
+    memcpy(&a, a_half, sizeof a);
+    return a;
+}
+
 #define SOFTMAX_FN(name) name##_f64_avx2
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
@@ -272,6 +322,11 @@ static const double exp_poly_f64[14] = {
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+static inline vf64 multiply_add_f64_avx512(vf64 a, vf64 b, vf64 c)
+{
+    return (vf64)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+}
+
 #define SOFTMAX_FN(name) name##_f64_avx512
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
@@ -305,6 +360,8 @@ typedef struct {
                           int64_t, float, float *, float *, float *);
     int (*row_is_finite)(const float *, int64_t);
     void (*rescale_rows)(float *, int64_t, int64_t, const float *);
+    void (*normalize_rows)(float *, int64_t, int64_t, const float *,
+                           const float *);
 } softmax_kernels_f32;
 
 typedef struct {
@@ -313,31 +370,33 @@ typedef struct {
                           double *);
     int (*row_is_finite)(const double *, int64_t);
     void (*rescale_rows)(double *, int64_t, int64_t, const double *);
+    void (*normalize_rows)(double *, int64_t, int64_t, const double *,
+                           const double *);
 } softmax_kernels_f64;
 
 #if ATTN_X86
 static const softmax_kernels_f32 kernels_f32[PATH_COUNT] = {
     {softmax_block_f32_generic, row_is_finite_f32_generic,
-     rescale_rows_f32_generic},
-    {softmax_block_f32_avx2, row_is_finite_f32_avx2, rescale_rows_f32_avx2},
+     rescale_rows_f32_generic, normalize_rows_f32_generic},
+    {softmax_block_f32_avx2, row_is_finite_f32_avx2, rescale_rows_f32_avx2, normalize_rows_f32_avx2},
     {softmax_block_f32_avx512, row_is_finite_f32_avx512,
-     rescale_rows_f32_avx512},
+     rescale_rows_f32_avx512, normalize_rows_f32_avx512},
 };
 static const softmax_kernels_f64 kernels_f64[PATH_COUNT] = {
     {softmax_block_f64_generic, row_is_finite_f64_generic,
-     rescale_rows_f64_generic},
-    {softmax_block_f64_avx2, row_is_finite_f64_avx2, rescale_rows_f64_avx2},
+     rescale_rows_f64_generic, normalize_rows_f64_generic},
+    {softmax_block_f64_avx2, row_is_finite_f64_avx2, rescale_rows_f64_avx2, normalize_rows_f64_avx2},
     {softmax_block_f64_avx512, row_is_finite_f64_avx512,
-     rescale_rows_f64_avx512},
+     rescale_rows_f64_avx512, normalize_rows_f64_avx512},
 };
 #else
 static const softmax_kernels_f32 kernels_f32[1] = {
     {softmax_block_f32_generic, row_is_finite_f32_generic,
-     rescale_rows_f32_generic},
+     rescale_rows_f32_generic, normalize_rows_f32_generic},
 };
 static const softmax_kernels_f64 kernels_f64[1] = {
     {softmax_block_f64_generic, row_is_finite_f64_generic,
-     rescale_rows_f64_generic},
+     rescale_rows_f64_generic, normalize_rows_f64_generic},
 };
 #endif
 
@@ -354,7 +413,7 @@ static void ensure_paths(void)
     best_path = PATH_GENERIC;
 #if ATTN_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         best_path = PATH_AVX2;
     }
     if (__builtin_cpu_supports("avx512f")) {

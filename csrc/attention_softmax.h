@@ -7,7 +7,8 @@
  *   LANES             elements per vector (64 / sizeof(REAL))
  *   LANE_INDEX        array {0, 1, ..., LANES - 1} of INT
  *   EXP_*             constants of the exponential, see exp_nonpositive
- *   SOFTMAX_FN(name)  name with the dtype and path suffix
+ *   SOFTMAX_FN(name)  name with the dtype and path suffix; the includer also
+ *                     defines SOFTMAX_FN(multiply_add)(a, b, c) = a * b + c
  *
  * A 64-byte vector is one AVX-512 register, two AVX2 registers or four SSE2
  * registers, so the same source serves every path.
@@ -56,20 +57,25 @@ static inline VREAL SOFTMAX_FN(max_keep_nan)(VREAL a, VREAL b)
  * every step propagates it, and -inf falls under the underflow test. */
 static inline VREAL SOFTMAX_FN(exp_nonpositive)(VREAL x)
 {
+    const VREAL round_shift = SOFTMAX_FN(broadcast)(EXP_ROUND_SHIFT);
+
     /* Step 1: n = round(x / ln2), read from the low bits of a shifted sum. */
-    VREAL shifted = x * EXP_LOG2E + EXP_ROUND_SHIFT;
+    VREAL shifted = SOFTMAX_FN(multiply_add)(
+        x, SOFTMAX_FN(broadcast)(EXP_LOG2E), round_shift);
     VREAL n = shifted - EXP_ROUND_SHIFT;
-    VINT n_int = (VINT)shifted - (VINT)SOFTMAX_FN(broadcast)(EXP_ROUND_SHIFT);
+    VINT n_int = (VINT)shifted - (VINT)round_shift;
 
     /* Step 2: r = x - n ln2 in two parts, so n * EXP_LN2_HI is exact. */
-    VREAL r = x - n * EXP_LN2_HI;
-    r = r - n * EXP_LN2_LO;
+    VREAL r = SOFTMAX_FN(multiply_add)(
+        -n, SOFTMAX_FN(broadcast)(EXP_LN2_HI), x);
+    r = SOFTMAX_FN(multiply_add)(-n, SOFTMAX_FN(broadcast)(EXP_LN2_LO), r);
 
     /* Step 3: exp(r) by Horner's rule, highest coefficient first. */
     VREAL poly = SOFTMAX_FN(broadcast)(EXP_POLY[0]);
 #pragma GCC unroll 16
     for (int i = 1; i < EXP_POLY_TERMS; i++) {
-        poly = poly * r + EXP_POLY[i];
+        poly = SOFTMAX_FN(multiply_add)(poly, r,
+                                        SOFTMAX_FN(broadcast)(EXP_POLY[i]));
     }
 
     /* Step 4: scale by 2^n and flush the underflowing range to 0. */
@@ -139,14 +145,22 @@ static void SOFTMAX_FN(softmax_block)(REAL *scores, REAL *probs,
         factor = SOFTMAX_FN(select)(none_seen, one, factor);
 
         /* Step 3: probabilities and their sum. With a +inf maximum the +inf
-         * scores get 1 each and the rest 0. */
+         * scores get 1 each and the rest 0; the selects for that are
+         * skipped when no lane needs them. */
+        VINT special = none_seen | infinite;
+        int any_special = 0;
+        for (int i = 0; i < LANES; i++) {
+            any_special |= special[i] != 0;
+        }
         VREAL block_sum = zero;
         for (int64_t c = 0; c < keys; c++) {
             VREAL s = SOFTMAX_FN(load)(scores + c * rows_padded + r0);
             VREAL p = SOFTMAX_FN(exp_nonpositive)(s - new_max);
-            VREAL infinite_p = SOFTMAX_FN(select)(s == pos_inf, one, zero);
-            p = SOFTMAX_FN(select)(infinite, infinite_p, p);
-            p = SOFTMAX_FN(select)(none_seen, zero, p);
+            if (any_special) {
+                VREAL infinite_p = SOFTMAX_FN(select)(s == pos_inf, one, zero);
+                p = SOFTMAX_FN(select)(infinite, infinite_p, p);
+                p = SOFTMAX_FN(select)(none_seen, zero, p);
+            }
             SOFTMAX_FN(store)(probs + c * rows_padded + r0, p);
             block_sum += p;
         }
@@ -191,6 +205,25 @@ static void SOFTMAX_FN(rescale_rows)(REAL *acc, int64_t rows, int64_t width,
         REAL *acc_row = acc + r * width;
         for (int64_t i = 0; i < width; i += LANES) {
             SOFTMAX_FN(store)(acc_row + i, SOFTMAX_FN(load)(acc_row + i) * f);
+        }
+    }
+}
+
+/* Divide row r of acc (rows x width, width a multiple of LANES) by
+ * row_sum[r], or set it to zeros when row_max[r] is -inf (no key seen). */
+static void SOFTMAX_FN(normalize_rows)(REAL *acc, int64_t rows, int64_t width,
+                                       const REAL *row_max,
+                                       const REAL *row_sum)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        REAL *acc_row = acc + r * width;
+        if (row_max[r] == -INFINITY) {
+            memset(acc_row, 0, (size_t)width * sizeof(REAL));
+            continue;
+        }
+        REAL l = row_sum[r];
+        for (int64_t i = 0; i < width; i += LANES) {
+            SOFTMAX_FN(store)(acc_row + i, SOFTMAX_FN(load)(acc_row + i) / l);
         }
     }
 }

@@ -247,10 +247,11 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
 
     /* The Q block is packed column-major (rows x head_dim), the form the
      * score GEMM below needs. */
-    for (int64_t r = 0; r < rows; r++) {
-        const REAL *q_row = q + r * a->q.row_stride;
-        for (int64_t d = 0; d < head_dim; d++) {
-            w->q_pack[d * rows + r] = q_row[d * a->q.col_stride];
+    for (int64_t d = 0; d < head_dim; d++) {
+        const REAL *q_col = q + d * a->q.col_stride;
+        REAL *pack_col = w->q_pack + d * rows;
+        for (int64_t r = 0; r < rows; r++) {
+            pack_col[r] = q_col[r * a->q.row_stride];
         }
     }
 
@@ -351,23 +352,22 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
         lse = (REAL *)a->lse.data + a->lse.batch_offset[batch] +
               head * a->lse.head_stride + i0 * a->lse.row_stride;
     }
+    rk->normalize_rows(w->acc, rows, dv_pad, w->row_max, w->row_sum);
     for (int64_t r = 0; r < rows; r++) {
-        REAL m = w->row_max[r];
-        REAL l = w->row_sum[r];
         REAL *out_row = out + r * a->out.row_stride;
         const REAL *acc_row = w->acc + r * dv_pad;
-        if (m == -INFINITY) {
-            for (int64_t d = 0; d < value_dim; d++) {
-                out_row[d * a->out.col_stride] = 0;
-            }
+        if (a->out.col_stride == 1) {
+            memcpy(out_row, acc_row, (size_t)value_dim * sizeof(REAL));
         } else {
             for (int64_t d = 0; d < value_dim; d++) {
-                out_row[d * a->out.col_stride] = acc_row[d] / l;
+                out_row[d * a->out.col_stride] = acc_row[d];
             }
         }
         if (lse != NULL) {
             /* m + log(l) is also right for m = +inf (l counts the +inf
              * scores) and m = NaN. */
+            REAL m = w->row_max[r];
+            REAL l = w->row_sum[r];
             REAL value = m == -INFINITY ? (REAL)-INFINITY
                                         : (REAL)((double)m + log((double)l));
             lse[r * a->lse.row_stride] = value;

@@ -269,21 +269,27 @@ def _operand(array, batch, core_ndim=3):
     """Describe ``array``, broadcastable to ``batch + core``, for the kernel.
 
     The core is the last ``core_ndim`` dimensions, ``(H, rows, cols)`` or
-    ``(H, rows)``. Returns ``(address, batch_offsets, head, row, col
-    strides)`` with strides in elements; broadcast dimensions get stride 0.
+    ``(H, rows)``, and must match exactly. Returns ``(address, batch_offsets,
+    head, row, col strides)`` with strides in elements; a batch dimension that
+    ``array`` lacks or has as 1 gets stride 0.
     """
-    core = array.shape[array.ndim - core_ndim :]
-    view = np.broadcast_to(array, batch + core)
-    item = view.itemsize
-    strides = [s // item for s in view.strides]
+    item = array.itemsize
+    core_strides = [s // item for s in array.strides[array.ndim - core_ndim :]]
+    core_strides += [0] * (3 - core_ndim)
     offsets = np.zeros(batch, dtype=np.int64)
-    for axis, (length, stride) in enumerate(zip(batch, strides, strict=False)):
+    array_batch = array.shape[: array.ndim - core_ndim]
+    array_strides = array.strides[: array.ndim - core_ndim]
+    missing = len(batch) - len(array_batch)
+    for axis, length in enumerate(batch):
+        if axis < missing or array_batch[axis - missing] == 1:
+            continue
+        stride = array_strides[axis - missing] // item
         shape = [1] * len(batch)
         shape[axis] = length
-        offsets = offsets + (np.arange(length, dtype=np.int64) * stride).reshape(shape)
-    core_strides = strides[len(batch) :] + [0] * (3 - len(core))
-    address = view.__array_interface__["data"][0]
-    return (address, np.ascontiguousarray(offsets.ravel()), *core_strides)
+        steps = np.arange(length, dtype=np.int64) * stride
+        offsets = offsets + steps.reshape(shape)
+    address = array.__array_interface__["data"][0]
+    return (address, offsets.reshape(-1), *core_strides)
 
 
 def attention(
