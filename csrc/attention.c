@@ -16,23 +16,24 @@
  * Excluded keys. A key excluded by the causal limit, a False boolean mask
  * entry or a -inf floating mask entry gets the score -inf whatever q . k
  * is, so NaN in its k row cannot reach the maximum or the sum. Its
- * probability is then exactly 0, but 0 * NaN is NaN, so a v row holding inf
- * or NaN is zeroed in a copy before the P V GEMM and its contribution is
- * added back separately for the rows whose score is above -inf.
+ * probability is then exactly 0, but 0 * NaN is NaN. A v row that contains
+ * inf or NaN is therefore zeroed in a copy before the P V GEMM, and its
+ * contribution is added back only for the rows whose score is above -inf.
  *
  * BLAS. The GEMMs go through SciPy's BLAS, whose Fortran routines
  * scipy.linalg.cython_blas exports as PyCapsules. NumPy does not export its
  * BLAS to C, and linking a BLAS at build time would add a build dependency
  * and a second copy of OpenBLAS; SciPy is a run-time dependency only.
  *
- * BLAS threads. OpenBLAS (0.3.30 in SciPy 1.17 wheels) runs a GEMM on one
- * thread when M N K <= 65536 * 4 and a GEMV (which it also uses for a GEMM
- * with M or N equal to 1) when M N <= 2304 * 4; above those it wakes its own
- * thread pool, which made a 128^3 SGEMM called from a busy two-core machine
- * take 2.7 ms instead of 38 us. The block sizes are therefore chosen so that
- * every call stays below these thresholds and the only threads are ours.
- * NOTE: the thresholds are those of OpenBLAS's default build; other BLAS
- * libraries, or head dimensions above 4096, may still thread inside a call.
+ * BLAS threads. OpenBLAS runs a GEMM on one thread when M N K <= 65536 * 4
+ * (interface/gemm.c) and a GEMV, which SciPy's OpenBLAS 0.3.30 also used for
+ * a GEMM with N = 1 here, when M N < 2304 * 4 (interface/gemv.c); the 4 is
+ * the default GEMM_MULTITHREAD_THRESHOLD. Above those it wakes its own thread
+ * pool, which made a 128^3 SGEMM called on a busy two-core machine take
+ * 2.7 ms instead of 38 us. Block sizes are chosen so that every call stays
+ * below both limits and the only threads are ours. NOTE: other BLAS
+ * libraries, OpenBLAS builds with other thresholds, and head dimensions
+ * above about 4096 may still thread inside a call.
  *
  * Threads and determinism. OpenMP threads take tasks (batch, head, query
  * block) with a dynamic schedule. Every output row is computed by one task
@@ -70,9 +71,10 @@
 #define ATTN_X86 0
 #endif
 
-/* OpenBLAS's single-thread limits, see the design notes. */
+/* OpenBLAS's single-thread limits, see the design notes: M N K at most the
+ * first for a GEMM, M N below the second for a GEMV. */
 #define GEMM_SINGLE_THREAD_WORK (65536 * 4)
-#define GEMV_SINGLE_THREAD_WORK (2304 * 4)
+#define GEMV_SINGLE_THREAD_BOUND (2304 * 4)
 
 #define MAX_BLOCK_Q 64
 #define MIN_BLOCK_K 16
@@ -118,7 +120,10 @@ static char *scratch_alloc(int64_t bytes)
     return memory;
 }
 
-static void scratch_free(void *memory) { free(memory); }
+static void scratch_free(void *memory)
+{
+    free(memory);
+}
 
 typedef struct {
     int64_t block_q;          /* query rows per task */
@@ -151,12 +156,12 @@ static attn_tiling choose_tiling(const fsm_attn_args *a)
 
     int64_t block_k;
     if (block_q == 1) {
-        block_k = GEMV_SINGLE_THREAD_WORK / dim;
+        block_k = (GEMV_SINGLE_THREAD_BOUND - 1) / dim;
     } else {
         block_k = GEMM_SINGLE_THREAD_WORK / (block_q * dim);
     }
-    block_k = clamp(block_k / MIN_BLOCK_K * MIN_BLOCK_K, MIN_BLOCK_K,
-                    MAX_BLOCK_K);
+    block_k =
+        clamp(block_k / MIN_BLOCK_K * MIN_BLOCK_K, MIN_BLOCK_K, MAX_BLOCK_K);
     if (a->kv_len < block_k) {
         block_k = a->kv_len > 1 ? a->kv_len : 1;
     }
@@ -189,11 +194,20 @@ static const float exp_poly_f32[8] = {
     1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f,
 };
 static const double exp_poly_f64[14] = {
-    1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
-    1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
-    1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
-    1.0 / 24.0,         1.0 / 6.0,         0.5,
-    1.0,                1.0,
+    1.0 / 6227020800.0,
+    1.0 / 479001600.0,
+    1.0 / 39916800.0,
+    1.0 / 3628800.0,
+    1.0 / 362880.0,
+    1.0 / 40320.0,
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
 };
 
 #define REAL float
@@ -365,9 +379,8 @@ typedef struct {
 } softmax_kernels_f32;
 
 typedef struct {
-    void (*softmax_block)(double *, double *, const double *, int64_t,
-                          int64_t, int64_t, double, double *, double *,
-                          double *);
+    void (*softmax_block)(double *, double *, const double *, int64_t, int64_t,
+                          int64_t, double, double *, double *, double *);
     int (*row_is_finite)(const double *, int64_t);
     void (*rescale_rows)(double *, int64_t, int64_t, const double *);
     void (*normalize_rows)(double *, int64_t, int64_t, const double *,
@@ -378,14 +391,16 @@ typedef struct {
 static const softmax_kernels_f32 kernels_f32[PATH_COUNT] = {
     {softmax_block_f32_generic, row_is_finite_f32_generic,
      rescale_rows_f32_generic, normalize_rows_f32_generic},
-    {softmax_block_f32_avx2, row_is_finite_f32_avx2, rescale_rows_f32_avx2, normalize_rows_f32_avx2},
+    {softmax_block_f32_avx2, row_is_finite_f32_avx2, rescale_rows_f32_avx2,
+     normalize_rows_f32_avx2},
     {softmax_block_f32_avx512, row_is_finite_f32_avx512,
      rescale_rows_f32_avx512, normalize_rows_f32_avx512},
 };
 static const softmax_kernels_f64 kernels_f64[PATH_COUNT] = {
     {softmax_block_f64_generic, row_is_finite_f64_generic,
      rescale_rows_f64_generic, normalize_rows_f64_generic},
-    {softmax_block_f64_avx2, row_is_finite_f64_avx2, rescale_rows_f64_avx2, normalize_rows_f64_avx2},
+    {softmax_block_f64_avx2, row_is_finite_f64_avx2, rescale_rows_f64_avx2,
+     normalize_rows_f64_avx2},
     {softmax_block_f64_avx512, row_is_finite_f64_avx512,
      rescale_rows_f64_avx512, normalize_rows_f64_avx512},
 };

@@ -55,14 +55,16 @@ typedef struct {
     int64_t kv_len;
     int64_t head_dim;
     int64_t value_dim;
-    fsm_attn_operand q;    /* (batch, q_heads, q_len, head_dim) */
-    fsm_attn_operand k;    /* (batch, kv_heads, kv_len, head_dim) */
-    fsm_attn_operand v;    /* (batch, kv_heads, kv_len, value_dim) */
-    fsm_attn_operand mask; /* (batch, q_heads, q_len, kv_len), data NULL if none */
-    fsm_attn_operand out;  /* (batch, q_heads, q_len, value_dim), written */
-    fsm_attn_operand lse;  /* (batch, q_heads, q_len), written; data NULL if unused */
-    int mask_kind;         /* enum fsm_attn_mask_kind */
-    int causal;            /* enum fsm_attn_causal */
+    fsm_attn_operand q; /* (batch, q_heads, q_len, head_dim) */
+    fsm_attn_operand k; /* (batch, kv_heads, kv_len, head_dim) */
+    fsm_attn_operand v; /* (batch, kv_heads, kv_len, value_dim) */
+    fsm_attn_operand
+        mask; /* (batch, q_heads, q_len, kv_len), data NULL if none */
+    fsm_attn_operand out; /* (batch, q_heads, q_len, value_dim), written */
+    fsm_attn_operand
+        lse;       /* (batch, q_heads, q_len), written; data NULL if unused */
+    int mask_kind; /* enum fsm_attn_mask_kind */
+    int causal;    /* enum fsm_attn_causal */
     double scale;
     int threads;
 } fsm_attn_args;

@@ -15,7 +15,7 @@
  *
  * Layout. A block of scores is stored keys x rows: element (c, r) at
  * c * rows_padded + r, where rows_padded is a multiple of LANES. A vector
- * thus holds LANES query rows for one key, and the per-row maximum, sum and
+ * thus contains LANES query rows for one key, and the per-row maximum, sum and
  * rescaling factor are lane-wise operations with no horizontal reduction.
  * The lanes past the block's last row hold values that are never read back.
  */
@@ -38,7 +38,10 @@ static inline VREAL SOFTMAX_FN(load)(const REAL *p)
     return v;
 }
 
-static inline void SOFTMAX_FN(store)(REAL *p, VREAL v) { memcpy(p, &v, sizeof v); }
+static inline void SOFTMAX_FN(store)(REAL *p, VREAL v)
+{
+    memcpy(p, &v, sizeof v);
+}
 
 /* Lane-wise maximum that keeps a NaN of either argument: b replaces a when
  * it is larger or NaN, and nothing is larger than a NaN in a. */
@@ -66,8 +69,8 @@ static inline VREAL SOFTMAX_FN(exp_nonpositive)(VREAL x)
     VINT n_int = (VINT)shifted - (VINT)round_shift;
 
     /* Step 2: r = x - n ln2 in two parts, so n * EXP_LN2_HI is exact. */
-    VREAL r = SOFTMAX_FN(multiply_add)(
-        -n, SOFTMAX_FN(broadcast)(EXP_LN2_HI), x);
+    VREAL r =
+        SOFTMAX_FN(multiply_add)(-n, SOFTMAX_FN(broadcast)(EXP_LN2_HI), x);
     r = SOFTMAX_FN(multiply_add)(-n, SOFTMAX_FN(broadcast)(EXP_LN2_LO), r);
 
     /* Step 3: exp(r) by Horner's rule, highest coefficient first. */
@@ -88,22 +91,22 @@ static inline VREAL SOFTMAX_FN(exp_nonpositive)(VREAL x)
 /* Update the running softmax state of a block of query rows with one block
  * of keys.
  *
- * On entry scores (keys x rows_padded) holds the raw products q . k and bias
+ * On entry scores (keys x rows_padded) contains the raw products q . k and bias
  * the additive mask in the same layout (-inf excludes a key), or bias is NULL
  * without a mask. Row r may see key c only when r >= c + causal_shift.
  * row_max and row_sum (rows_padded each) hold the running maximum and sum.
  *
- * On return scores holds the scaled, masked scores with every excluded key at
- * -inf, probs holds exp(score - new maximum), row_max and row_sum are updated,
- * and alpha holds exp(old maximum - new maximum), by which the caller
- * rescales each row's accumulator. Special values follow the softmax rules:
- * a NaN score makes the row NaN, +inf scores share the weight equally, and a
- * row with no score above -inf so far keeps zero weight. */
+ * On return scores contains the scaled, masked scores with every excluded key
+ * at -inf, probs contains exp(score - new maximum), row_max and row_sum are
+ * updated, and alpha contains exp(old maximum - new maximum), by which the
+ * caller rescales each row's accumulator. Special values follow the softmax
+ * rules: a NaN score makes the row NaN, +inf scores share the weight equally,
+ * and a row with no score above -inf so far keeps zero weight. */
 static void SOFTMAX_FN(softmax_block)(REAL *scores, REAL *probs,
                                       const REAL *bias, int64_t keys,
                                       int64_t rows_padded, int64_t causal_shift,
-                                      REAL scale, REAL *row_max,
-                                      REAL *row_sum, REAL *alpha)
+                                      REAL scale, REAL *row_max, REAL *row_sum,
+                                      REAL *alpha)
 {
     const VREAL neg_inf = SOFTMAX_FN(broadcast)(-INFINITY);
     const VREAL pos_inf = SOFTMAX_FN(broadcast)(INFINITY);
@@ -172,7 +175,7 @@ static void SOFTMAX_FN(softmax_block)(REAL *scores, REAL *probs,
     }
 }
 
-/* Return 1 if x[0, n) holds only finite numbers. x - x is 0 for finite x and
+/* Return 1 if x[0, n) contains only finite numbers. x - x is 0 for finite x and
  * NaN for inf and NaN, so the sum is 0 exactly when every element is finite. */
 static int SOFTMAX_FN(row_is_finite)(const REAL *x, int64_t n)
 {
@@ -212,8 +215,7 @@ static void SOFTMAX_FN(rescale_rows)(REAL *acc, int64_t rows, int64_t width,
 /* Divide row r of acc (rows x width, width a multiple of LANES) by
  * row_sum[r], or set it to zeros when row_max[r] is -inf (no key seen). */
 static void SOFTMAX_FN(normalize_rows)(REAL *acc, int64_t rows, int64_t width,
-                                       const REAL *row_max,
-                                       const REAL *row_sum)
+                                       const REAL *row_max, const REAL *row_sum)
 {
     for (int64_t r = 0; r < rows; r++) {
         REAL *acc_row = acc + r * width;

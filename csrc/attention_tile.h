@@ -25,7 +25,7 @@ typedef struct {
     void *memory;
 } TILE_FN(workspace);
 
-static int TILE_FN(workspace_alloc)(TILE_FN(workspace) *w,
+static int TILE_FN(workspace_alloc)(TILE_FN(workspace) * w,
                                     const fsm_attn_args *a,
                                     const attn_tiling *t)
 {
@@ -180,7 +180,8 @@ static int64_t TILE_FN(find_bad_keys)(const fsm_attn_args *a,
 static void TILE_FN(find_finite_blocks)(const fsm_attn_args *a,
                                         const attn_tiling *t,
                                         const SOFTMAX_KERNELS *rk,
-                                        int64_t *scratch, uint8_t *finite_blocks)
+                                        int64_t *scratch,
+                                        uint8_t *finite_blocks)
 {
     int64_t count = a->batch * a->kv_heads * t->k_blocks;
 #ifdef _OPENMP
@@ -191,8 +192,10 @@ static void TILE_FN(find_finite_blocks)(const fsm_attn_args *a,
         int64_t kv_head = (i / t->k_blocks) % a->kv_heads;
         int64_t batch = i / t->k_blocks / a->kv_heads;
         int64_t j0 = block * t->block_k;
-        int64_t keys = a->kv_len - j0 < t->block_k ? a->kv_len - j0 : t->block_k;
-        const REAL *v_block = (const REAL *)a->v.data + a->v.batch_offset[batch] +
+        int64_t keys =
+            a->kv_len - j0 < t->block_k ? a->kv_len - j0 : t->block_k;
+        const REAL *v_block = (const REAL *)a->v.data +
+                              a->v.batch_offset[batch] +
                               kv_head * a->v.head_stride + j0 * a->v.row_stride;
         finite_blocks[i] =
             TILE_FN(find_bad_keys)(a, rk, v_block, keys, scratch) == 0;
@@ -204,7 +207,7 @@ static void TILE_FN(find_finite_blocks)(const fsm_attn_args *a,
 static void TILE_FN(attention_task)(const fsm_attn_args *a,
                                     const attn_tiling *t,
                                     const SOFTMAX_KERNELS *rk,
-                                    TILE_FN(workspace) *w,
+                                    TILE_FN(workspace) * w,
                                     const uint8_t *finite_blocks, int64_t task)
 {
     /* Step 1: locate the task and the keys in reach of its last row. */
@@ -234,9 +237,10 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
     const char *mask_rows = NULL;
     if (a->mask_kind != FSM_ATTN_MASK_NONE) {
         int64_t elem = a->mask_kind == FSM_ATTN_MASK_BOOL ? 1 : sizeof(REAL);
-        mask_rows = (const char *)a->mask.data +
-                    elem * (a->mask.batch_offset[batch] +
-                            head * a->mask.head_stride + i0 * a->mask.row_stride);
+        mask_rows =
+            (const char *)a->mask.data +
+            elem * (a->mask.batch_offset[batch] + head * a->mask.head_stride +
+                    i0 * a->mask.row_stride);
     }
 
     for (int64_t r = 0; r < rows_pad; r++) {
@@ -269,11 +273,12 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
                       k_block, ld_k, 0, w->scores, (int)rows_pad);
 
         /* Step 3: online softmax fused with scale, mask and causal limit,
-         * then each accumulator row rescaled by its alpha. Row r sees key
-         * j0 + c when j0 + c <= i0 + r + diagonal. */
+         * then each accumulator row rescaled by its alpha. Row r may attend
+         * key j0 + c when j0 + c <= i0 + r + diagonal. */
         const REAL *bias = NULL;
         if (mask_rows != NULL) {
-            int64_t elem = a->mask_kind == FSM_ATTN_MASK_BOOL ? 1 : sizeof(REAL);
+            int64_t elem =
+                a->mask_kind == FSM_ATTN_MASK_BOOL ? 1 : sizeof(REAL);
             TILE_FN(stage_mask)(a, mask_rows + elem * j0 * a->mask.col_stride,
                                 rows, keys, rows_pad, w->bias);
             bias = w->bias;
@@ -287,7 +292,7 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
                           w->alpha);
         rk->rescale_rows(w->acc, rows, dv_pad, w->alpha);
 
-        /* Step 4: find keys whose v row holds inf or NaN. A probability of 0
+        /* Step 4: find keys whose v row contains inf or NaN. A probability of 0
          * times such a row would be NaN, so these rows are zeroed for the
          * GEMM and added back below only where their score is above -inf.
          * finite_blocks, when present, says which blocks need no search. */
@@ -296,7 +301,8 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
         int block_finite = 0;
         if (finite_blocks != NULL) {
             int64_t kv_index = batch * a->kv_heads + kv_head;
-            block_finite = finite_blocks[kv_index * t->k_blocks + j0 / t->block_k];
+            block_finite =
+                finite_blocks[kv_index * t->k_blocks + j0 / t->block_k];
         }
         if (!block_finite) {
             bad_keys = TILE_FN(find_bad_keys)(a, rk, v_block, keys, w->bad_key);
@@ -306,9 +312,9 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
          * the probabilities (keys x rows) read as the column-major P. */
         int ld_v;
         if (bad_keys == 0) {
-            v_block = TILE_FN(blas_view)(v_block, keys, value_dim,
-                                         a->v.row_stride, a->v.col_stride,
-                                         w->v_pack, &ld_v);
+            v_block =
+                TILE_FN(blas_view)(v_block, keys, value_dim, a->v.row_stride,
+                                   a->v.col_stride, w->v_pack, &ld_v);
         } else {
             for (int64_t c = 0; c < keys; c++) {
                 for (int64_t d = 0; d < value_dim; d++) {

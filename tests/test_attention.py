@@ -12,9 +12,9 @@ import fastsoftmax
 from fastsoftmax import _attention
 from fastsoftmax import reference as ref
 
-# Tolerances per result dtype. float32 scores of order 1 accumulate rounding
-# over D products and S weights; the kernel and the reference add in
-# different orders, so agreement is to a few float32 ulps of the largest value.
+# Tolerances per result dtype. The kernel and the reference add the D products
+# and the S weighted values in different orders, so they agree to a few ulps
+# of the largest value rather than bit for bit.
 TOLERANCE = {
     np.float16: {"rtol": 2e-3, "atol": 2e-3},
     np.float32: {"rtol": 2e-5, "atol": 2e-6},
@@ -165,7 +165,7 @@ def test_attention_scale_zero_gives_mean_of_values():
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13)
 
 
-def test_attention_fully_masked_rows_give_zeros_and_neg_inf():
+def test_attention_fully_masked_rows():
     q, k, v = make_qkv((2, 10, 8), (2, 20, 8))
     mask = np.ones((10, 20), dtype=bool)
     mask[3] = False
@@ -188,7 +188,7 @@ def test_attention_causal_rows_without_keys(causal):
 
 
 def test_attention_causal_alignment_l2_s5():
-    # Lower-right: row 0 sees keys 0..3, row 1 sees 0..4. Upper-left: 0, 0..1.
+    # Lower-right: row 0 attends keys 0..3, row 1 keys 0..4. Upper-left: 0, 0..1.
     q = np.zeros((2, 1))
     k = np.zeros((5, 1))
     v = np.arange(5, dtype=np.float64)[:, np.newaxis]
@@ -215,7 +215,7 @@ def test_attention_nonfinite_masked_keys_do_not_leak(dtype, bad):
     np.testing.assert_allclose(out, clean, **TOLERANCE[dtype])
 
 
-def test_attention_nonfinite_keys_beyond_causal_limit_do_not_leak():
+def test_attention_nonfinite_keys_past_causal_limit():
     q, k, v = make_qkv((1, 64, 16), (1, 64, 16), dtype=np.float32)
     k[0, 40:] = np.nan
     v[0, 40:] = np.inf
