@@ -379,11 +379,12 @@ def test_attention_rejects_bad_thread_environment(monkeypatch):
 def test_attention_every_simd_path(path, dtype):
     q, k, v = make_qkv((2, 70, 16), (2, 90, 16), dtype=dtype)
     mask = np.random.default_rng(9).random((70, 90)) < 0.8
-    previous = _attention.set_simd(path)
+    previous = fastsoftmax.set_simd(path)
     try:
         assert_matches_reference(q, k, v, mask=mask, causal=True)
+        assert _attention.simd_name() == path
     finally:
-        _attention.set_simd(previous)
+        fastsoftmax.set_simd(previous)
 
 
 def test_set_simd_rejects_unknown_path():

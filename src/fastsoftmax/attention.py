@@ -9,7 +9,6 @@ The design of the kernel is described in ``docs/attention.md``.
 
 import math
 import numbers
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,24 +222,6 @@ def _check_out(out, shape, dtype):
         raise ValueError("out is read-only")
 
 
-def _default_threads():
-    """Return FASTSOFTMAX_NUM_THREADS, else the CPUs this process may use."""
-    value = os.environ.get("FASTSOFTMAX_NUM_THREADS", "")
-    if value:
-        try:
-            threads = int(value)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise ValueError(
-                f"FASTSOFTMAX_NUM_THREADS must be a positive integer, got {value!r}"
-            )
-        return threads
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def _ensure_blas(kernel):
     """Load SciPy's GEMM routines into the kernel on first use."""
     global _blas_loaded
@@ -354,9 +335,14 @@ def attention(
     if out is not None:
         _check_out(out, args.out_shape, args.result_dtype)
 
-    from . import _attention
+    from . import _attention, _core
+    from ._api import _default_threads
 
     _ensure_blas(_attention)
+    # Follow the SIMD path of fastsoftmax.set_simd when this kernel has it.
+    path = _core.get_isa()
+    if path != _attention.simd_name() and path in _attention.simd_supported():
+        _attention.set_simd(path)
     dtype = args.compute_dtype
     batch = args.batch
     full_out_shape = batch + (args.q_heads, args.q_len, args.value_dim)

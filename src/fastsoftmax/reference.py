@@ -28,7 +28,7 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "attention"]
 def _result_dtype(x):
     """Return the dtype results are computed and returned in, or raise TypeError."""
     kind = x.dtype.kind
-    if x.dtype in (np.float16, np.float32, np.float64):
+    if kind == "f" and x.dtype.itemsize in (2, 4, 8):
         return x.dtype.newbyteorder("=")
     if kind in "biu":
         return np.dtype(np.float64)
@@ -77,7 +77,13 @@ def _prepare(x, axis, where):
         where = np.asarray(where)
         if where.dtype != np.bool_:
             raise TypeError(f"where must be a boolean array, got dtype {where.dtype}")
-        where = np.broadcast_to(where, work.shape)
+        try:
+            where = np.broadcast_to(where, work.shape)
+        except ValueError:
+            raise ValueError(
+                f"where has shape {where.shape}, which cannot be broadcast to "
+                f"the shape of x, {work.shape}"
+            ) from None
         work = np.where(where, work, -np.inf).astype(work_dtype)
     return work, axes, dtype
 
@@ -99,7 +105,7 @@ def _store(result, out, dtype, shape):
     """Cast ``result`` to ``dtype`` and return it, written into ``out`` if given."""
     result = result.reshape(shape).astype(dtype)
     if out is None:
-        return result
+        return result[()] if shape == () else result
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != result.shape:
@@ -179,7 +185,7 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
     shape = np.shape(x)
     work, axes, dtype = _prepare(x, axis, where)
     m, shift, e, s = _slice_stats(work, axes)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         finite = (work - shift) - np.log(s)
         # k entries at +inf each get -log(k), the others -inf.
         at_inf = np.where(work == np.inf, -np.log(s), -np.inf)

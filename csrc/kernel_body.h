@@ -1,0 +1,726 @@
+/*
+ * The softmax kernel body, written once and compiled per SIMD path and dtype.
+ *
+ * The including file defines:
+ *   T        the element type, float or double;
+ *   FN(name) the name of a function for this element type;
+ *   VLOAD, VSTORE  vd_load_f32/vd_store_f32 or their float64 twins;
+ *   PRECISE  1 for float64, 0 for float32.
+ *
+ * Design. Every slice is computed in double precision: find the maximum,
+ * exponentiate the shifted values while summing them, then normalise. The
+ * float32 path gets its accuracy from the wider type alone. The float64 path
+ * adds one step: x - max is split exactly into hi + lo (TwoSum) and lo is
+ * fed into the exponential. Both paths
+ * compensate their sums (TwoSum per addition, then an error-free reduction), so that the
+ * sum minus its leading 1 stays accurate for log_softmax and logsumexp near 0. Error bound, for slices of up to 2^20 elements, against
+ * the correctly rounded exact value: every output within 4 ulp of its dtype
+ * (measured: float32 about 1.5, float64 about 3). A float64 logsumexp whose
+ * max + log(sum) cancels is summed again in double-double arithmetic
+ * (fsm_logsumexp_precise()), so results near 0 keep the bound too.
+ *
+ * Slices of at most FSM_CHUNK elements stay in cache: the exponentials are
+ * stored in the output and rescaled in place. Longer slices are summed chunk
+ * by chunk, each chunk shifted by its own maximum and folded into the running
+ * sum (an online normaliser), and the final pass exponentiates again; so x is
+ * read from memory twice and the output written once.
+ *
+ * Element i of a slice always goes to partial sum i % FSM_PARTIALS, in row and
+ * column modes alike, so a slice's result is bitwise the same whatever mode,
+ * thread or batch computes it.
+ *
+ * Special values (NaN, +inf, a maximum of -inf) never reach the vector steps:
+ * special_slice() handles those slices with the rules stated in the README.
+ */
+
+#define COLUMN_VECTORS (FSM_COLUMN_LANES / VD_LANES)
+
+/*
+ * Accuracy levels of the exponential-sum step, fixed per dtype and operation
+ * so that every mode computes a slice alike: FULL for float64 and float32
+ * logsumexp, FAST_EXP (short polynomial) for float32 log_softmax, FAST_SUM
+ * (short polynomial, plain sum) for float32 softmax.
+ */
+#ifndef FSM_EXP_LEVELS
+#define FSM_EXP_LEVELS
+enum { FULL = 0, FAST_EXP = 1, FAST_SUM = 2 };
+#endif
+
+static inline int FN(exp_level)(fsm_op op) {
+    if (PRECISE || op == FSM_LOGSUMEXP) {
+        return FULL;
+    }
+    return op == FSM_SOFTMAX ? FAST_SUM : FAST_EXP;
+}
+
+/*
+ * exp(x - max) in each lane for x <= max and finite max. Lanes with
+ * x - max < -746 (x = -inf included) give exactly 0.
+ *
+ * Range reduction: x - max = k ln2 + r with |r| <= ln2 / 2, exp(r) from its
+ * Taylor polynomial and 2^k applied in two halves so that results in the
+ * subnormal range are rounded once. The polynomial has degree 13 (truncation
+ * error below 2^-57), or degree 7 from level FAST_EXP on (below 2^-27, a
+ * sixteenth of a float32 ulp). float32 softmax and log_softmax use the short
+ * one; float32 logsumexp needs the full accuracy because max + log(sum) can
+ * cancel most of its digits.
+ */
+static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, int level) {
+    const vd shifter = vd_set(0x1.8p52);
+    vd d = x - max;
+    vd lo = vd_set(0.0);
+
+    if (PRECISE) {
+        /* TwoSum: d + lo == x - max exactly. */
+        vd max_neg = -max;
+        vd x_part = d - max_neg;
+        vd max_part = d - x_part;
+        lo = (x - x_part) + (max_neg - max_part);
+        lo = vd_select(d > vd_set(-745.0), lo, vd_set(0.0));
+    }
+    d = vd_max(d, vd_set(-746.0));
+
+    /* Round d / ln2 to the nearest integer k, kept both as a double and as
+       the low bits of t. */
+    vd t = vd_fma(d, vd_set(0x1.71547652b82fep0), shifter);
+    vd k = t - shifter;
+    vd r = vd_fma(k, vd_set(-0x1.62e42fee00000p-1), d);
+    r = vd_fma(k, vd_set(-0x1.a39ef35793c76p-33), r);
+    if (PRECISE) {
+        r = r + lo;
+    }
+
+    /* exp(r) = 1 + r + r^2 q(r). */
+    vd q;
+    if (level >= FAST_EXP) {
+        q = vd_set(1.0 / 5040.0);
+    } else {
+        q = vd_set(1.0 / 6227020800.0);
+        q = vd_fma(q, r, vd_set(1.0 / 479001600.0));
+        q = vd_fma(q, r, vd_set(1.0 / 39916800.0));
+        q = vd_fma(q, r, vd_set(1.0 / 3628800.0));
+        q = vd_fma(q, r, vd_set(1.0 / 362880.0));
+        q = vd_fma(q, r, vd_set(1.0 / 40320.0));
+        q = vd_fma(q, r, vd_set(1.0 / 5040.0));
+    }
+    q = vd_fma(q, r, vd_set(1.0 / 720.0));
+    q = vd_fma(q, r, vd_set(1.0 / 120.0));
+    q = vd_fma(q, r, vd_set(1.0 / 24.0));
+    q = vd_fma(q, r, vd_set(1.0 / 6.0));
+    q = vd_fma(q, r, vd_set(0.5));
+    vd p = vd_fma(q, r * r, r) + vd_set(1.0);
+
+    /* Scale by 2^k, k in [-1076, 0], as 2^k1 * 2^k2 with both halves normal. */
+    vl k_int = (vl)t - (vl)shifter;
+    vl k1 = k_int >> 1;
+    vl k2 = k_int - k1;
+    vd scale1 = (vd)((k1 + 1023) << 52);
+    vd scale2 = (vd)((k2 + 1023) << 52);
+    return (p * scale1) * scale2;
+}
+
+/* Load `count` < VD_LANES elements, with `fill` in the remaining lanes. */
+static inline vd FN(load_partial)(const T *p, ptrdiff_t count, double fill) {
+    T buffer[VD_LANES];
+    for (ptrdiff_t i = 0; i < VD_LANES; i++) {
+        buffer[i] = i < count ? p[i] : (T)fill;
+    }
+    return VLOAD(buffer);
+}
+
+static inline void FN(store_partial)(T *p, ptrdiff_t count, vd v) {
+    T buffer[VD_LANES];
+    VSTORE(buffer, v);
+    memcpy(p, buffer, (size_t)count * sizeof(T));
+}
+
+/* Lanes below `count` all ones, the others zero. */
+static inline vl FN(lanes_below)(ptrdiff_t count) {
+    const vl index = {0, 1, 2, 3, 4, 5, 6, 7};
+    return index < (vl){count, count, count, count, count, count, count, count};
+}
+
+/*
+ * Add e to the partial sums s, collecting the rounding errors in c (TwoSum, so
+ * s + c is the sum up to the rounding of c). Kahan's cheaper update would
+ * lose c when a 1 is added to a small partial sum; log_softmax and logsumexp
+ * near 0 need the small terms of 1 + small kept to full precision. float32
+ * softmax (level FAST_SUM) needs only the sum's leading digits and adds
+ * plainly.
+ */
+static inline __attribute__((always_inline)) void FN(accumulate)(vd *s, vd *c, vd e, int level) {
+    if (level == FAST_SUM) {
+        *s += e;
+        return;
+    }
+    vd t = *s + e;
+    vd e_part = t - *s;
+    vd s_part = t - e_part;
+    *c += (*s - s_part) + (e - e_part);
+    *s = t;
+}
+
+static inline __attribute__((always_inline)) void FN(accumulate_lanes)(vd *s, vd *c, vd e,
+                                                                      vl keep, int level) {
+    vd s_new = *s, c_new = *c;
+    FN(accumulate)(&s_new, &c_new, e, level);
+    *s = vd_select(keep, s_new, *s);
+    *c = vd_select(keep, c_new, *c);
+}
+
+static double FN(lane_max)(vd v) {
+    double max = v[0];
+    for (int j = 1; j < VD_LANES; j++) {
+        max = v[j] > max ? v[j] : max;
+    }
+    return max;
+}
+
+static int FN(any_lane)(vl v) {
+    long long any = 0;
+    for (int j = 0; j < VD_LANES; j++) {
+        any |= v[j];
+    }
+    return any != 0;
+}
+
+/* --- Row mode: one contiguous slice at a time ------------------------- */
+
+/* Step 1: the maximum of x[0:n], and whether any element is NaN. */
+static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
+    vd m0 = vd_set(-INFINITY), m1 = m0;
+    vl nan = {0};
+    ptrdiff_t i = 0;
+
+    for (; i + 2 * VD_LANES <= n; i += 2 * VD_LANES) {
+        vd a = VLOAD(x + i);
+        vd b = VLOAD(x + i + VD_LANES);
+        nan |= (a != a) | (b != b);
+        m0 = vd_max(m0, a);
+        m1 = vd_max(m1, b);
+    }
+    for (; i < n; i += VD_LANES) {
+        vd a = i + VD_LANES <= n ? VLOAD(x + i) : FN(load_partial)(x + i, n - i, -INFINITY);
+        nan |= a != a;
+        m0 = vd_max(m0, a);
+    }
+    *max = FN(lane_max)(vd_max(m0, m1));
+    *has_nan = FN(any_lane)(nan);
+}
+
+/*
+ * Step 2: partial sums of exp(x - max) over x[0:n], written to sums and
+ * compensations indexed by i % FSM_PARTIALS (one vector lane each). With
+ * `store`, also write each exponential there. Four exponentials are in flight
+ * per iteration; they are added in index order.
+ */
+static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
+    const T *x, ptrdiff_t n, double max, T *store, double *sums, double *compensations,
+    int level) {
+    const vd m = vd_set(max);
+    vd s = vd_set(0.0), c = s;
+    ptrdiff_t i = 0;
+
+    for (; i + 4 * VD_LANES <= n; i += 4 * VD_LANES) {
+        vd e0 = FN(exp_shifted)(VLOAD(x + i), m, level);
+        vd e1 = FN(exp_shifted)(VLOAD(x + i + VD_LANES), m, level);
+        vd e2 = FN(exp_shifted)(VLOAD(x + i + 2 * VD_LANES), m, level);
+        vd e3 = FN(exp_shifted)(VLOAD(x + i + 3 * VD_LANES), m, level);
+        FN(accumulate)(&s, &c, e0, level);
+        FN(accumulate)(&s, &c, e1, level);
+        FN(accumulate)(&s, &c, e2, level);
+        FN(accumulate)(&s, &c, e3, level);
+        if (store) {
+            VSTORE(store + i, e0);
+            VSTORE(store + i + VD_LANES, e1);
+            VSTORE(store + i + 2 * VD_LANES, e2);
+            VSTORE(store + i + 3 * VD_LANES, e3);
+        }
+    }
+    for (; i < n; i += VD_LANES) {
+        ptrdiff_t count = n - i < VD_LANES ? n - i : VD_LANES;
+        vd v = count == VD_LANES ? VLOAD(x + i) : FN(load_partial)(x + i, count, -INFINITY);
+        vd e = FN(exp_shifted)(v, m, level);
+        /* Lanes past n are left alone, as a column lane past n would be. */
+        FN(accumulate_lanes)(&s, &c, e, FN(lanes_below)(count), level);
+        if (store) {
+            FN(store_partial)(store + i, count, e);
+        }
+    }
+
+    for (int j = 0; j < VD_LANES; j++) {
+        sums[j] = s[j];
+        compensations[j] = c[j];
+    }
+}
+
+static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, double *sums,
+                            double *compensations, int level) {
+    if (level == FAST_SUM) {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_SUM);
+    } else if (level == FAST_EXP) {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_EXP);
+    } else {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FULL);
+    }
+}
+
+/* Step 3 for short softmax slices: out[i] *= scale. */
+static void FN(row_scale)(T *out, ptrdiff_t n, double scale) {
+    const vd f = vd_set(scale);
+    ptrdiff_t i = 0;
+    for (; i + VD_LANES <= n; i += VD_LANES) {
+        VSTORE(out + i, VLOAD(out + i) * f);
+    }
+    if (i < n) {
+        FN(store_partial)(out + i, n - i, FN(load_partial)(out + i, n - i, 0.0) * f);
+    }
+}
+
+/* Step 3 for long softmax slices: out[i] = exp(x[i] - max) * scale. */
+static void FN(row_exp_scale)(const T *x, ptrdiff_t n, double max, double scale, T *out) {
+    const vd m = vd_set(max), f = vd_set(scale);
+    ptrdiff_t i = 0;
+    for (; i + VD_LANES <= n; i += VD_LANES) {
+        VSTORE(out + i, FN(exp_shifted)(VLOAD(x + i), m, FN(exp_level)(FSM_SOFTMAX)) * f);
+    }
+    if (i < n) {
+        vd v = FN(load_partial)(x + i, n - i, -INFINITY);
+        FN(store_partial)(out + i, n - i, FN(exp_shifted)(v, m, FN(exp_level)(FSM_SOFTMAX)) * f);
+    }
+}
+
+/* Step 3 for log_softmax: out[i] = (x[i] - max) - log_sum. */
+static void FN(row_log)(const T *x, ptrdiff_t n, double max, double log_sum, T *out) {
+    const vd m = vd_set(max), l = vd_set(log_sum);
+    ptrdiff_t i = 0;
+    for (; i + VD_LANES <= n; i += VD_LANES) {
+        VSTORE(out + i, (VLOAD(x + i) - m) - l);
+    }
+    if (i < n) {
+        vd v = FN(load_partial)(x + i, n - i, 0.0);
+        FN(store_partial)(out + i, n - i, (v - m) - l);
+    }
+}
+
+/*
+ * A slice with a NaN, a +inf or only -inf entries (or none): write the rule's
+ * values and return its logsumexp. x and out are byte-strided.
+ */
+static double FN(special_slice)(fsm_op op, const char *x, ptrdiff_t x_step, ptrdiff_t n,
+                                char *out, ptrdiff_t out_step, int has_nan, double max) {
+    double value_at_inf = 0.0, value_elsewhere = 0.0, lse;
+    ptrdiff_t inf_count = 0;
+
+    if (has_nan) {
+        value_at_inf = value_elsewhere = lse = NAN;
+    } else if (max == INFINITY) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            inf_count += *(const T *)(x + i * x_step) == INFINITY;
+        }
+        value_at_inf = op == FSM_SOFTMAX ? 1.0 / (double)inf_count : -log((double)inf_count);
+        value_elsewhere = op == FSM_SOFTMAX ? 0.0 : -INFINITY;
+        lse = INFINITY;
+    } else {
+        value_at_inf = value_elsewhere = op == FSM_SOFTMAX ? 0.0 : -INFINITY;
+        lse = -INFINITY;
+    }
+
+    if (op != FSM_LOGSUMEXP) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            T xi = *(const T *)(x + i * x_step);
+            *(T *)(out + i * out_step) = (T)(xi == INFINITY ? value_at_inf : value_elsewhere);
+        }
+    }
+    return lse;
+}
+
+/* One contiguous slice: softmax or log_softmax into out; returns logsumexp. */
+static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
+    double sums[FSM_PARTIALS], compensations[FSM_PARTIALS];
+    double max;
+    int has_nan = 0, has_inf = 0;
+    int is_long = n > FSM_CHUNK;
+    int level = FN(exp_level)(op);
+    fsm_sum sum = {0.0, 0.0};
+
+    if (!is_long) {
+        FN(row_max)(x, n, &max, &has_nan);
+        has_inf = max == INFINITY;
+        if (!has_nan && !has_inf && max != -INFINITY) {
+            FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
+                            level);
+            sum = fsm_reduce_partials(sums, compensations);
+        }
+    } else {
+        max = -INFINITY;
+        for (ptrdiff_t start = 0; start < n && !has_nan; start += FSM_CHUNK) {
+            ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+            double chunk_max;
+            FN(row_max)(x + start, len, &chunk_max, &has_nan);
+            has_inf |= chunk_max == INFINITY;
+            if (has_nan || has_inf || chunk_max == -INFINITY) {
+                continue;
+            }
+            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, level);
+            fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
+        }
+    }
+
+    if (has_nan || has_inf || max == -INFINITY) {
+        return FN(special_slice)(op, (const char *)x, sizeof(T), n, (char *)out, sizeof(T),
+                                 has_nan, has_inf ? INFINITY : max);
+    }
+
+    double log_sum = fsm_log_sum(sum);
+    if (op == FSM_SOFTMAX) {
+        double scale = 1.0 / (sum.hi + sum.lo);
+        if (is_long) {
+            FN(row_exp_scale)(x, n, max, scale, out);
+        } else {
+            FN(row_scale)(out, n, scale);
+        }
+    } else if (op == FSM_LOG_SOFTMAX) {
+        FN(row_log)(x, n, max, log_sum, out);
+    }
+    double lse = max + log_sum;
+    if (PRECISE && op == FSM_LOGSUMEXP && fsm_logsumexp_cancels(log_sum, lse)) {
+        lse = fsm_logsumexp_precise((const char *)x, sizeof(T), n, max);
+    }
+    return lse;
+}
+
+/* --- Column mode: FSM_COLUMN_LANES slices side by side ---------------- */
+
+/*
+ * The slices are columns: element i of lane j is at x + i * x_step + j *
+ * sizeof(T). Each lane does exactly what slice() does for its column, in the
+ * same order, one lane per vector element.
+ *
+ * Columns step through memory with a large stride, often a power of two that
+ * maps every row to the same cache sets. So each chunk of rows is first copied,
+ * a row of FSM_COLUMN_LANES elements at a time, into a contiguous tile; the
+ * maximum and sum passes then run on the tile in cache, and the output is
+ * written once.
+ */
+typedef struct {
+    const char *x;
+    ptrdiff_t x_step;
+    char *out;
+    ptrdiff_t out_step;
+    ptrdiff_t lanes; /* 1 to FSM_COLUMN_LANES */
+} FN(column_block);
+
+#define TILE_STEP ((ptrdiff_t)(FSM_COLUMN_LANES * sizeof(T)))
+
+/* Rows ahead of the current one to prefetch in strided passes. */
+#define COLUMN_PREFETCH 16
+
+static inline vd FN(column_load)(const char *row, int v, ptrdiff_t lanes) {
+    const T *p = (const T *)row + v * VD_LANES;
+    ptrdiff_t count = lanes - v * VD_LANES;
+    if (count >= VD_LANES) {
+        return VLOAD(p);
+    }
+    return count > 0 ? FN(load_partial)(p, count, 0.0) : vd_set(0.0);
+}
+
+static inline void FN(column_store)(char *row, int v, ptrdiff_t lanes, vd value) {
+    T *p = (T *)row + v * VD_LANES;
+    ptrdiff_t count = lanes - v * VD_LANES;
+    if (count >= VD_LANES) {
+        VSTORE(p, value);
+    } else if (count > 0) {
+        FN(store_partial)(p, count, value);
+    }
+}
+
+static inline void FN(column_prefetch)(const char *row, ptrdiff_t lanes) {
+    for (ptrdiff_t byte = 0; byte < lanes * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(row + byte);
+    }
+}
+
+static inline void FN(column_prefetch_write)(char *row, ptrdiff_t lanes) {
+    for (ptrdiff_t byte = 0; byte < lanes * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(row + byte, 1);
+    }
+}
+
+/* Copy rows [start, start + len) of the block into the tile, zero-padded. */
+static void FN(column_copy)(const FN(column_block) * b, ptrdiff_t start, ptrdiff_t len,
+                            T *tile) {
+    const size_t bytes = (size_t)b->lanes * sizeof(T);
+    for (ptrdiff_t i = 0; i < len; i++) {
+        const char *row = b->x + (start + i) * b->x_step;
+        if (i + COLUMN_PREFETCH < len) {
+            FN(column_prefetch)(row + COLUMN_PREFETCH * b->x_step, b->lanes);
+        }
+        if (b->lanes == FSM_COLUMN_LANES) {
+            memcpy(tile + i * FSM_COLUMN_LANES, row, FSM_COLUMN_LANES * sizeof(T));
+        } else {
+            memset(tile + i * FSM_COLUMN_LANES, 0, FSM_COLUMN_LANES * sizeof(T));
+            memcpy(tile + i * FSM_COLUMN_LANES, row, bytes);
+        }
+    }
+}
+
+/* Step 1: per-lane maxima and NaN flags over the first len rows of the tile. */
+static void FN(column_max)(const T *tile, ptrdiff_t len, double *max, int *has_nan) {
+    vd m[COLUMN_VECTORS];
+    vl nan[COLUMN_VECTORS];
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        m[v] = vd_set(-INFINITY);
+        nan[v] = (vl){0};
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            vd a = VLOAD(tile + i * FSM_COLUMN_LANES + v * VD_LANES);
+            nan[v] |= a != a;
+            m[v] = vd_max(m[v], a);
+        }
+    }
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        for (int j = 0; j < VD_LANES; j++) {
+            max[v * VD_LANES + j] = m[v][j];
+            has_nan[v * VD_LANES + j] = nan[v][j] != 0;
+        }
+    }
+}
+
+/*
+ * Step 2: per-lane sums of exp(x - max) over the first len rows of the tile,
+ * reduced as fsm_reduce_partials() does, one lane per vector element. With
+ * `store`, the exponentials replace the tile's values.
+ */
+static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
+    T *tile, ptrdiff_t len, const double *max, int store, fsm_sum *sum, int level) {
+    vd s[FSM_PARTIALS][COLUMN_VECTORS], c[FSM_PARTIALS][COLUMN_VECTORS];
+    vd m[COLUMN_VECTORS];
+
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        m[v] = vd_load_f64(max + v * VD_LANES);
+        for (int k = 0; k < FSM_PARTIALS; k++) {
+            s[k][v] = c[k][v] = vd_set(0.0);
+        }
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        int k = (int)(i % FSM_PARTIALS);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            T *p = tile + i * FSM_COLUMN_LANES + v * VD_LANES;
+            vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
+            FN(accumulate)(&s[k][v], &c[k][v], e, level);
+            if (store) {
+                VSTORE(p, e);
+            }
+        }
+    }
+
+    /* The pairwise tree of fsm_reduce_partials(), lane-wise. */
+    for (int width = FSM_PARTIALS / 2; width >= 1; width /= 2) {
+        for (int k = 0; k < width; k++) {
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                vd a = s[k][v], b = s[k + width][v];
+                vd t = a + b;
+                vd b_part = t - a;
+                vd a_part = t - b_part;
+                vd err = (a - a_part) + (b - b_part);
+                s[k][v] = t;
+                c[k][v] = (c[k][v] + c[k + width][v]) + err;
+            }
+        }
+    }
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        vd hi = s[0][v] + c[0][v];
+        vd lo = c[0][v] - (hi - s[0][v]);
+        for (int j = 0; j < VD_LANES; j++) {
+            sum[v * VD_LANES + j].hi = hi[j];
+            sum[v * VD_LANES + j].lo = lo[j];
+        }
+    }
+}
+
+static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const double *max, int store,
+                               fsm_sum *sum, int level) {
+    if (level == FAST_SUM) {
+        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_SUM);
+    } else if (level == FAST_EXP) {
+        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_EXP);
+    } else {
+        FN(column_exp_sum_body)(tile, len, max, store, sum, FULL);
+    }
+}
+
+/*
+ * Step 3 for every lane at once: the column twin of the end of slice(). Reads
+ * `source` rows (the tile's exponentials for short softmax, else x) and writes
+ * the block's output rows.
+ */
+static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
+                              const char *source, ptrdiff_t source_step, const double *shift,
+                              const double *scale, const double *log_sum) {
+    vd m[COLUMN_VECTORS], f[COLUMN_VECTORS], l[COLUMN_VECTORS];
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        m[v] = vd_load_f64(shift + v * VD_LANES);
+        f[v] = vd_load_f64(scale + v * VD_LANES);
+        l[v] = vd_load_f64(log_sum + v * VD_LANES);
+    }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const char *source_row = source + i * source_step;
+        char *out_row = b->out + i * b->out_step;
+        if (i + COLUMN_PREFETCH < n) {
+            if (is_long) {
+                FN(column_prefetch)(source_row + COLUMN_PREFETCH * source_step, b->lanes);
+            }
+            FN(column_prefetch_write)(out_row + COLUMN_PREFETCH * b->out_step, b->lanes);
+        }
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            vd value = FN(column_load)(source_row, v, b->lanes);
+            vd result;
+            if (op == FSM_LOG_SOFTMAX) {
+                result = (value - m[v]) - l[v];
+            } else if (is_long) {
+                result = FN(exp_shifted)(value, m[v], FN(exp_level)(FSM_SOFTMAX)) * f[v];
+            } else {
+                result = value * f[v];
+            }
+            FN(column_store)(out_row, v, b->lanes, result);
+        }
+    }
+}
+
+/* The whole block: the column twin of slice(). tile holds FSM_CHUNK rows. */
+static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
+    double max[FSM_COLUMN_LANES], shift[FSM_COLUMN_LANES];
+    double chunk_max[FSM_COLUMN_LANES];
+    double scale[FSM_COLUMN_LANES], log_sum[FSM_COLUMN_LANES];
+    int has_nan[FSM_COLUMN_LANES] = {0}, has_inf[FSM_COLUMN_LANES] = {0};
+    int chunk_nan[FSM_COLUMN_LANES], usable[FSM_COLUMN_LANES];
+    fsm_sum sum[FSM_COLUMN_LANES], chunk_sum[FSM_COLUMN_LANES];
+    int is_long = n > FSM_CHUNK;
+    int level = FN(exp_level)(op);
+
+    if (!is_long) {
+        FN(column_copy)(b, 0, n, tile);
+        FN(column_max)(tile, n, max, has_nan);
+        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+            has_inf[lane] = max[lane] == INFINITY;
+            /* Special lanes are shifted by 0 so that the vector steps stay
+               harmless; special_slice() overwrites their results. */
+            shift[lane] = has_nan[lane] || !isfinite(max[lane]) ? 0.0 : max[lane];
+        }
+        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum, level);
+    } else {
+        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+            max[lane] = -INFINITY;
+            sum[lane].hi = sum[lane].lo = 0.0;
+        }
+        for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
+            ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+            int any_usable = 0;
+            FN(column_copy)(b, start, len, tile);
+            FN(column_max)(tile, len, chunk_max, chunk_nan);
+            for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+                has_nan[lane] |= chunk_nan[lane];
+                has_inf[lane] |= chunk_max[lane] == INFINITY;
+                usable[lane] = !has_nan[lane] && !has_inf[lane] && chunk_max[lane] != -INFINITY;
+                shift[lane] = usable[lane] ? chunk_max[lane] : 0.0;
+                any_usable |= usable[lane];
+            }
+            if (!any_usable) {
+                continue;
+            }
+            FN(column_exp_sum)(tile, len, shift, 0, chunk_sum, level);
+            for (int lane = 0; lane < b->lanes; lane++) {
+                if (usable[lane]) {
+                    fsm_combine_chunk(&max[lane], &sum[lane], chunk_max[lane], chunk_sum[lane]);
+                }
+            }
+        }
+    }
+
+    int special[FSM_COLUMN_LANES];
+    for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+        special[lane] = lane >= b->lanes || has_nan[lane] || has_inf[lane] ||
+                        max[lane] == -INFINITY;
+        shift[lane] = special[lane] ? 0.0 : max[lane];
+        scale[lane] = special[lane] ? 0.0 : 1.0 / (sum[lane].hi + sum[lane].lo);
+        log_sum[lane] = special[lane] || op == FSM_SOFTMAX ? 0.0 : fsm_log_sum(sum[lane]);
+    }
+
+    if (op == FSM_LOGSUMEXP) {
+        for (int lane = 0; lane < b->lanes; lane++) {
+            double lse = max[lane] + log_sum[lane];
+            if (PRECISE && !special[lane] && fsm_logsumexp_cancels(log_sum[lane], lse)) {
+                lse = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[lane]);
+            }
+            *((T *)b->out + lane) = (T)lse;
+        }
+    } else if (is_long) {
+        FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
+    } else {
+        FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
+                          log_sum);
+    }
+
+    for (int lane = 0; lane < b->lanes; lane++) {
+        if (!special[lane]) {
+            continue;
+        }
+        double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
+                                       b->out + lane * sizeof(T), b->out_step, has_nan[lane],
+                                       has_inf[lane] ? INFINITY : max[lane]);
+        if (op == FSM_LOGSUMEXP) {
+            *((T *)b->out + lane) = (T)lse;
+        }
+    }
+}
+
+#undef TILE_STEP
+
+/* --- Entry point -------------------------------------------------------- */
+
+/*
+ * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
+ * gather mode and FSM_CHUNK * FSM_COLUMN_LANES in column mode.
+ */
+static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
+                   void *scratch) {
+    const ptrdiff_t n = call->n;
+
+    for (ptrdiff_t unit = begin; unit < end; unit++) {
+        ptrdiff_t x_offset, out_offset, mask_offset, lanes;
+        fsm_unit_offsets(call, mode, unit, &x_offset, &out_offset, &mask_offset, &lanes);
+        const char *x = call->x + x_offset;
+        char *out = call->out + out_offset;
+
+        if (mode == FSM_MODE_COLUMNS) {
+            FN(column_block) block = {x, call->x_step, out, call->out_step, lanes};
+            FN(column_slices)(call->op, &block, n, (T *)scratch);
+        } else if (mode == FSM_MODE_ROWS) {
+            double lse = FN(slice)(call->op, (const T *)x, n,
+                                   call->op == FSM_LOGSUMEXP ? NULL : (T *)out);
+            if (call->op == FSM_LOGSUMEXP) {
+                *(T *)out = (T)lse;
+            }
+        } else {
+            /* Gather the slice, with excluded entries set to -inf. */
+            T *x_copy = (T *)scratch;
+            T *out_copy = x_copy + n;
+            const unsigned char *mask = call->mask ? call->mask + mask_offset : NULL;
+            for (ptrdiff_t i = 0; i < n; i++) {
+                T value = *(const T *)(x + i * call->x_step);
+                x_copy[i] = mask && !mask[i * call->mask_step] ? (T)-INFINITY : value;
+            }
+            double lse = FN(slice)(call->op, x_copy, n, out_copy);
+            if (call->op == FSM_LOGSUMEXP) {
+                *(T *)out = (T)lse;
+            } else {
+                for (ptrdiff_t i = 0; i < n; i++) {
+                    *(T *)(out + i * call->out_step) = out_copy[i];
+                }
+            }
+        }
+    }
+    return FSM_OK;
+}
