@@ -360,6 +360,12 @@ def test_attention_bitwise_identical_for_any_thread_count():
         assert np.array_equal(lse, results[0][1])
 
 
+def test_attention_accepts_huge_thread_count():
+    q, k, v = make_qkv((2, 4, 100, 16), (2, 4, 100, 16))
+    out = fastsoftmax.attention(q, k, v, threads=2**40)
+    np.testing.assert_array_equal(out, fastsoftmax.attention(q, k, v, threads=1))
+
+
 def test_attention_default_threads_from_environment(monkeypatch):
     q, k, v = make_qkv((2, 4, 100, 16), (2, 4, 100, 16))
     monkeypatch.setenv("FASTSOFTMAX_NUM_THREADS", "2")

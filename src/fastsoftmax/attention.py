@@ -108,7 +108,9 @@ def _parse_threads(threads):
         raise TypeError(f"threads must be an int or None, got {threads!r}")
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    return int(threads)
+    # The same cap as the softmax functions: more threads than that only add
+    # start-up cost.
+    return min(int(threads), 1024)
 
 
 def _parse_mask(mask, full_shape, compute_dtype):
