@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastsoftmax
 from fastsoftmax import _attention
@@ -65,6 +67,40 @@ SHAPES = [
 def test_attention_shapes_against_reference(q_shape, k_shape, value_dim, causal):
     q, k, v = make_qkv(q_shape, k_shape, value_dim)
     assert_matches_reference(q, k, v, causal=causal)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    q_len=st.integers(1, 140),
+    kv_len=st.integers(1, 140),
+    head_dim=st.integers(1, 40),
+    value_dim=st.integers(1, 20),
+    kv_heads=st.integers(1, 3),
+    group=st.integers(1, 3),
+    causal=st.sampled_from([False, "lower_right", "upper_left"]),
+    mask_kind=st.sampled_from(["none", "bool", "float"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_attention_random_problems(
+    q_len, kv_len, head_dim, value_dim, kv_heads, group, causal, mask_kind, dtype, seed
+):
+    q, k, v = make_qkv(
+        (kv_heads * group, q_len, head_dim),
+        (kv_heads, kv_len, head_dim),
+        value_dim,
+        dtype=dtype,
+        seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+    mask = None
+    if mask_kind == "bool":
+        mask = rng.random((q_len, kv_len)) < 0.7
+    elif mask_kind == "float":
+        mask = np.where(
+            rng.random((q_len, kv_len)) < 0.2, -np.inf, rng.random((q_len, kv_len))
+        )
+    assert_matches_reference(q, k, v, mask=mask, causal=causal)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -238,6 +274,16 @@ def test_attention_nan_in_allowed_key_makes_row_nan():
     out, lse = assert_matches_reference(q, k, v)
     assert np.all(np.isnan(out))
     assert np.all(np.isnan(lse))
+
+
+def test_attention_nan_in_float_mask_makes_row_nan():
+    q, k, v = make_qkv((1, 8, 4), (1, 6, 4))
+    mask = np.zeros((8, 6))
+    mask[2, 3] = np.nan
+    out, lse = assert_matches_reference(q, k, v, mask=mask)
+    assert np.all(np.isnan(out[0, 2]))
+    assert np.isnan(lse[0, 2])
+    assert np.all(np.isfinite(np.delete(out[0], 2, axis=0)))
 
 
 def test_attention_inf_in_allowed_value_reaches_output():
