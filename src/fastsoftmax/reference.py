@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 from numpy.exceptions import AxisError
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "attention"]
 
 
 def _result_dtype(x):
@@ -233,3 +233,6 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
     else:
         shape = tuple(n for i, n in enumerate(x_shape) if i not in axes)
     return _store(result, out, dtype, shape)
+
+
+from ._reference_attention import attention  # noqa: E402
