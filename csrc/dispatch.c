@@ -385,7 +385,11 @@ int fsm_run(const fsm_call *call, int threads) {
     if (units == 0) {
         return FSM_OK;
     }
-    if (units < 2 || units * (call->n > 0 ? call->n : 1) < SERIAL_THRESHOLD) {
+    ptrdiff_t elements = call->n > 0 ? call->n : 1;
+    for (int d = 0; d < call->outer_ndim; d++) {
+        elements *= call->outer_shape[d];
+    }
+    if (units < 2 || elements < SERIAL_THRESHOLD) {
         threads = 1;
     }
     if (threads > units) {
