@@ -1,7 +1,23 @@
 """Fast, exact softmax, log_softmax, logsumexp and attention for NumPy arrays."""
 
-from . import reference
-
 __version__ = "0.1.0"
 
-__all__ = ["reference"]
+from . import reference  # noqa: E402
+from ._api import (  # noqa: E402
+    get_config,
+    log_softmax,
+    logsumexp,
+    set_simd,
+    show_config,
+    softmax,
+)
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "get_config",
+    "show_config",
+    "set_simd",
+    "reference",
+]
