@@ -198,14 +198,16 @@ def test_attention_matches_reference_on_layer(layer, dtype):
 
 
 def test_padding_leaves_embedding_unchanged():
-    # The shortest sentence is mostly padding in the fixture batch, so any
-    # padded key that leaked into attention would change its embedding.
+    # Batched with the longest sentence, the shortest one is mostly padding,
+    # so any padded key that leaked into attention would change its embedding.
     encoder = load_example().MiniLM(dtype=np.float64)
     sentences = [str(s) for s in load_reference()["sentences"]]
-    shortest = int(np.argmin([len(s) for s in sentences]))
+    lengths = [len(s) for s in sentences]
+    shortest = sentences[int(np.argmin(lengths))]
+    longest = sentences[int(np.argmax(lengths))]
 
-    batched = encoder.encode(sentences)[shortest]
-    alone = encoder.encode([sentences[shortest]])[0]
+    batched = encoder.encode([shortest, longest])[0]
+    alone = encoder.encode([shortest])[0]
 
     np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-12)
 
