@@ -81,6 +81,16 @@ extensions = [
         include_dirs=["csrc"],
         depends=["csrc/fastsoftmax.h", "csrc/kernel_body.h", "csrc/vec.h"],
     ),
+    Extension(
+        "fastsoftmax._attention",
+        sources=["src/fastsoftmax/_attention.pyx", "csrc/attention.c"],
+        include_dirs=["csrc"],
+        depends=[
+            "csrc/attention.h",
+            "csrc/attention_softmax.h",
+            "csrc/attention_tile.h",
+        ],
+    ),
 ]
 
 setup(

@@ -114,7 +114,8 @@ ptrdiff_t fsm_unit_count(const fsm_call *call, fsm_mode mode) {
     int dims = call->outer_ndim;
     if (mode == FSM_MODE_COLUMNS) {
         ptrdiff_t lanes = call->outer_shape[dims - 1];
-        units = (lanes + FSM_COLUMN_LANES - 1) / FSM_COLUMN_LANES;
+        ptrdiff_t width = FSM_COLUMN_BYTES / item_size(call);
+        units = (lanes + width - 1) / width;
         dims--;
     }
     for (int d = 0; d < dims; d++) {
@@ -131,13 +132,14 @@ void fsm_unit_offsets(const fsm_call *call, fsm_mode mode, ptrdiff_t unit,
 
     *lanes = 1;
     if (mode == FSM_MODE_COLUMNS) {
+        ptrdiff_t block_lanes = FSM_COLUMN_BYTES / item_size(call);
         ptrdiff_t width = call->outer_shape[d];
-        ptrdiff_t blocks = (width + FSM_COLUMN_LANES - 1) / FSM_COLUMN_LANES;
-        ptrdiff_t first = unit % blocks * FSM_COLUMN_LANES;
+        ptrdiff_t blocks = (width + block_lanes - 1) / block_lanes;
+        ptrdiff_t first = unit % blocks * block_lanes;
         unit /= blocks;
         x = first * call->x_outer[d];
         out = first * call->out_outer[d];
-        *lanes = width - first < FSM_COLUMN_LANES ? width - first : FSM_COLUMN_LANES;
+        *lanes = width - first < block_lanes ? width - first : block_lanes;
         d--;
     }
     for (; d >= 0; d--) {
@@ -377,7 +379,7 @@ int fsm_run(const fsm_call *call, int threads) {
     if (mode == FSM_MODE_GATHER) {
         scratch_bytes = 2 * (size_t)call->n * (size_t)item_size(call) + 1;
     } else if (mode == FSM_MODE_COLUMNS) {
-        scratch_bytes = (size_t)FSM_CHUNK * FSM_COLUMN_LANES * (size_t)item_size(call);
+        scratch_bytes = (size_t)FSM_CHUNK * FSM_COLUMN_BYTES;
     }
 
     if (units == 0) {

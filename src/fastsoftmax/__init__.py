@@ -11,11 +11,13 @@ from ._api import (  # noqa: E402
     show_config,
     softmax,
 )
+from .attention import attention  # noqa: E402
 
 __all__ = [
     "softmax",
     "log_softmax",
     "logsumexp",
+    "attention",
     "get_config",
     "show_config",
     "set_simd",

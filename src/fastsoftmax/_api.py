@@ -164,9 +164,7 @@ def _normalize_axes(axis, ndim):
     items = axis if isinstance(axis, tuple) else (axis,)
     axes = []
     for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-            item, numbers.Integral
-        ):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
             raise TypeError(
                 f"axis must be an int, a tuple of ints or None, got {axis!r}"
             )
@@ -275,7 +273,9 @@ def _compute(op, x, axis, where, out, threads, keepdims=False):
         out is not None
         and out.dtype == work_dtype
         and out.flags.aligned
-        and _safe_to_write(op, out.reshape(work.shape) if is_scalar else out, work, mask)
+        and _safe_to_write(
+            op, out.reshape(work.shape) if is_scalar else out, work, mask
+        )
     )
     target = out if direct else np.empty(result_shape, work_dtype)
 
@@ -300,11 +300,14 @@ def _compute(op, x, axis, where, out, threads, keepdims=False):
 
 
 def _finish(target, out, direct, result_shape, dtype):
-    if out is None:
-        result = target.astype(dtype, copy=False)
-        return result[()] if result_shape == () else result
-    if not direct:
-        np.copyto(out, target, casting="same_kind")
+    # Casting float32 results to float16 may overflow to -inf (log_softmax
+    # below -65504), which is the correctly rounded float16 value.
+    with np.errstate(over="ignore"):
+        if out is None:
+            result = target.astype(dtype, copy=False)
+            return result[()] if result_shape == () else result
+        if not direct:
+            np.copyto(out, target, casting="same_kind")
     return out
 
 
@@ -373,14 +376,14 @@ def _run_kernel(op, work, mask, target_full, axes, threads):
     # Outer dimensions of length 1 carry no offset; the others go from the
     # largest input stride to the smallest, which puts a unit-stride dimension
     # last, where the kernel can run its slices side by side.
-    dims = [
-        i for i, a in enumerate(outer_axes) if work.shape[a] != 1
-    ]
+    dims = [i for i, a in enumerate(outer_axes) if work.shape[a] != 1]
     dims.sort(key=lambda i: -abs(x_slices.outer[i]))
     shape = [work.shape[outer_axes[i]] for i in dims]
     x_outer = [x_slices.outer[i] for i in dims]
     out_outer = [out_slices.outer[i] for i in dims]
-    mask_outer = [mask_slices.outer[i] for i in dims] if mask is not None else [0] * len(dims)
+    mask_outer = (
+        [mask_slices.outer[i] for i in dims] if mask is not None else [0] * len(dims)
+    )
 
     _core.run(
         op,
@@ -402,7 +405,13 @@ def _run_kernel(op, work, mask, target_full, axes, threads):
 
 # --- Public functions ---------------------------------------------------------
 
-_COMMON_PARAMETERS = """x : array_like
+
+def softmax(x, axis=-1, *, where=None, out=None, threads=None):
+    """Compute ``exp(x - max) / sum(exp(x - max))`` over each slice.
+
+    Parameters
+    ----------
+    x : array_like
         Input scores. float32 and float64 are computed in their own type,
         float16 in float32, bool and integers in float64.
     axis : int, tuple of ints or None, optional
@@ -416,26 +425,7 @@ _COMMON_PARAMETERS = """x : array_like
         temporary.
     threads : int, optional
         Threads to use. Default: ``FASTSOFTMAX_NUM_THREADS``, else the number
-        of CPUs available to the process. Results do not depend on it."""
-
-
-def softmax(x, axis=-1, *, where=None, out=None, threads=None):
-    return _compute(_SOFTMAX, x, axis, where, out, threads)
-
-
-def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
-    return _compute(_LOG_SOFTMAX, x, axis, where, out, threads)
-
-
-def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None):
-    return _compute(_LOGSUMEXP, x, axis, where, out, threads, keepdims=keepdims)
-
-
-softmax.__doc__ = f"""Compute ``exp(x - max) / sum(exp(x - max))`` over each slice.
-
-    Parameters
-    ----------
-    {_COMMON_PARAMETERS}
+        of CPUs available to the process. Results do not depend on it.
 
     Returns
     -------
@@ -462,18 +452,35 @@ softmax.__doc__ = f"""Compute ``exp(x - max) / sum(exp(x - max))`` over each sli
     >>> fastsoftmax.softmax([2.0, 1.0, 0.1]).round(3)
     array([0.659, 0.242, 0.099])
     """
+    return _compute(_SOFTMAX, x, axis, where, out, threads)
 
-log_softmax.__doc__ = f"""Compute ``(x - max) - log(sum(exp(x - max)))`` over each slice.
+
+def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
+    """Compute ``(x - max) - log(sum(exp(x - max)))`` over each slice.
 
     Parameters
     ----------
-    {_COMMON_PARAMETERS}
+    x : array_like
+        Input scores. float32 and float64 are computed in their own type,
+        float16 in float32, bool and integers in float64.
+    axis : int, tuple of ints or None, optional
+        Axes that form each slice; None means all axes. Default -1.
+    where : array_like of bool, optional
+        Entries that take part, broadcast to the shape of ``x``; the others
+        are treated as ``-inf``.
+    out : ndarray, optional
+        Array of the result's exact shape and dtype to write into. It may be
+        ``x`` itself; any other overlap with the input is handled with a
+        temporary.
+    threads : int, optional
+        Threads to use. Default: ``FASTSOFTMAX_NUM_THREADS``, else the number
+        of CPUs available to the process. Results do not depend on it.
 
     Returns
     -------
     ndarray
-        Log-proportions over each slice, in the shape of ``x``. A slice with a
-        NaN is all NaN; a slice with ``k`` entries at ``+inf`` gives
+        Log-proportions over each slice, in the shape of ``x``. A slice with
+        a NaN is all NaN; a slice with ``k`` entries at ``+inf`` gives
         ``-log(k)`` to each of them and ``-inf`` elsewhere; a slice with no
         finite or ``+inf`` entry is all ``-inf``.
 
@@ -488,12 +495,29 @@ log_softmax.__doc__ = f"""Compute ``(x - max) - log(sum(exp(x - max)))`` over ea
     >>> fastsoftmax.log_softmax([2.0, 1.0, 0.1]).round(3)
     array([-0.417, -1.417, -2.317])
     """
+    return _compute(_LOG_SOFTMAX, x, axis, where, out, threads)
 
-logsumexp.__doc__ = f"""Compute ``log(sum(exp(x)))`` over each slice without overflow.
+
+def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None):
+    """Compute ``log(sum(exp(x)))`` over each slice without overflow.
 
     Parameters
     ----------
-    {_COMMON_PARAMETERS}
+    x : array_like
+        Input scores. float32 and float64 are computed in their own type,
+        float16 in float32, bool and integers in float64.
+    axis : int, tuple of ints or None, optional
+        Axes that form each slice; None means all axes. Default -1.
+    where : array_like of bool, optional
+        Entries that take part, broadcast to the shape of ``x``; the others
+        are treated as ``-inf``.
+    out : ndarray, optional
+        Array of the result's exact shape and dtype to write into. It may be
+        ``x`` itself; any other overlap with the input is handled with a
+        temporary.
+    threads : int, optional
+        Threads to use. Default: ``FASTSOFTMAX_NUM_THREADS``, else the number
+        of CPUs available to the process. Results do not depend on it.
     keepdims : bool, optional
         Keep the reduced axes with length 1. Default False.
 
@@ -501,8 +525,8 @@ logsumexp.__doc__ = f"""Compute ``log(sum(exp(x)))`` over each slice without ove
     -------
     ndarray or numpy scalar
         One value per slice: NaN if the slice has a NaN, ``+inf`` if it has a
-        ``+inf`` entry, ``-inf`` if it has no finite or ``+inf`` entry
-        (empty slices included). A numpy scalar when the result has shape ().
+        ``+inf`` entry, ``-inf`` if it has no finite or ``+inf`` entry (empty
+        slices included). A numpy scalar when the result has shape ().
 
     Raises
     ------
@@ -515,3 +539,4 @@ logsumexp.__doc__ = f"""Compute ``log(sum(exp(x)))`` over each slice without ove
     >>> round(float(fastsoftmax.logsumexp([1000.0, 1000.0])), 6)
     1000.693147
     """
+    return _compute(_LOGSUMEXP, x, axis, where, out, threads, keepdims=keepdims)

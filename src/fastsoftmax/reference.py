@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 from numpy.exceptions import AxisError
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "attention"]
 
 
 def _result_dtype(x):
@@ -47,9 +47,7 @@ def _normalize_axes(axis, ndim):
         items = (axis,)
     axes = []
     for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-            item, numbers.Integral
-        ):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
             raise TypeError(
                 f"axis must be an int, a tuple of ints or None, got {axis!r}"
             )
@@ -103,7 +101,8 @@ def _slice_stats(work, axes):
 
 def _store(result, out, dtype, shape):
     """Cast ``result`` to ``dtype`` and return it, written into ``out`` if given."""
-    result = result.reshape(shape).astype(dtype)
+    with np.errstate(over="ignore"):
+        result = result.reshape(shape).astype(dtype)
     if out is None:
         return result[()] if shape == () else result
     if not isinstance(out, np.ndarray):
@@ -234,3 +233,6 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
     else:
         shape = tuple(n for i, n in enumerate(x_shape) if i not in axes)
     return _store(result, out, dtype, shape)
+
+
+from ._reference_attention import attention  # noqa: E402
