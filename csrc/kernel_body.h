@@ -377,19 +377,31 @@ static double FN(special_slice)(fsm_op op, const char *x, ptrdiff_t x_step, ptrd
  * `next`, when not NULL, is prefetched along the way.
  */
 static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(next_slice) * next) {
-    double sums[FSM_PARTIALS], compensations[FSM_PARTIALS];
+    double sums[FSM_PARTIALS], compensations[FSM_PARTIALS] = {0.0};
     double max;
     int has_nan = 0, has_inf = 0;
     int is_long = n > FSM_CHUNK;
     int level = FN(exp_level)(op);
+    /* float32 softmax runs the float steps of kernel_float.h. */
+    int in_float = !PRECISE && op == FSM_SOFTMAX;
     fsm_sum sum = {0.0, 0.0};
 
     if (!is_long) {
-        FN(row_max)(x, n, &max, &has_nan);
+        if (in_float) {
+            row_max_float((const float *)x, n, &max, &has_nan);
+        } else {
+            FN(row_max)(x, n, &max, &has_nan);
+        }
         has_inf = max == INFINITY;
         if (!has_nan && !has_inf && max != -INFINITY) {
-            FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
-                            next, level);
+            if (in_float) {
+                row_exp_sum_float((const float *)x, n, max, (float *)out, sums,
+                                  next ? (const float *)next->x : NULL,
+                                  next ? (float *)next->out : NULL);
+            } else {
+                FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
+                                next, level);
+            }
             sum = fsm_reduce_partials(sums, compensations);
         }
     } else {
@@ -397,12 +409,21 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
         for (ptrdiff_t start = 0; start < n && !has_nan; start += FSM_CHUNK) {
             ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
             double chunk_max;
-            FN(row_max)(x + start, len, &chunk_max, &has_nan);
+            if (in_float) {
+                row_max_float((const float *)(x + start), len, &chunk_max, &has_nan);
+            } else {
+                FN(row_max)(x + start, len, &chunk_max, &has_nan);
+            }
             has_inf |= chunk_max == INFINITY;
             if (has_nan || has_inf || chunk_max == -INFINITY) {
                 continue;
             }
-            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
+            if (in_float) {
+                row_exp_sum_float((const float *)(x + start), len, chunk_max, NULL, sums, NULL,
+                                  NULL);
+            } else {
+                FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
+            }
             fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
         }
     }
@@ -412,10 +433,14 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
                                  has_nan, has_inf ? INFINITY : max);
     }
 
-    double log_sum = fsm_log_sum(sum);
+    double log_sum = op == FSM_SOFTMAX ? 0.0 : fsm_log_sum(sum);
     if (op == FSM_SOFTMAX) {
         double scale = 1.0 / (sum.hi + sum.lo);
-        if (is_long) {
+        if (in_float && is_long) {
+            row_exp_scale_float((const float *)x, n, max, (float)scale, (float *)out);
+        } else if (in_float) {
+            row_scale_float((float *)out, n, (float)scale);
+        } else if (is_long) {
             FN(row_exp_scale)(x, n, max, scale, out);
         } else {
             FN(row_scale)(out, n, scale);
@@ -521,6 +546,34 @@ static void FN(column_max)(const T *tile, ptrdiff_t len, vd *max, vl *nan) {
 }
 
 /*
+ * The float32 softmax twin of column_exp_sum_body()'s loop: exponentials in
+ * float as in row_exp_sum_float(), plain double partial sums in `s`.
+ */
+static void FN(column_exp_sum_float)(T *tile, ptrdiff_t len, const vd *m, int store,
+                                     vd (*s)[COLUMN_VECTORS]) {
+    float *rows = (float *)tile;
+    vs shift[COLUMN_VECTORS / 2];
+
+    for (int u = 0; u < COLUMN_VECTORS / 2; u++) {
+        shift[u] = vs_narrow(m[2 * u], m[2 * u + 1]);
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        int k = (int)(i % FSM_PARTIALS);
+        for (int u = 0; u < COLUMN_VECTORS / 2; u++) {
+            float *p = rows + i * COLUMN_LANES + u * VS_LANES;
+            vs e = exp_shifted_float(vs_load(p), shift[u]);
+            vd low, high;
+            vs_widen(e, &low, &high);
+            s[k][2 * u] += low;
+            s[k][2 * u + 1] += high;
+            if (store) {
+                vs_store(p, e);
+            }
+        }
+    }
+}
+
+/*
  * Step 2: per-lane sums of exp(x - max) over the first len rows of the tile,
  * reduced as fsm_reduce_partials() does, one lane per vector element. With
  * `store`, the exponentials replace the tile's values.
@@ -534,14 +587,18 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
             s[k][v] = c[k][v] = vd_set(0.0);
         }
     }
-    for (ptrdiff_t i = 0; i < len; i++) {
-        int k = (int)(i % FSM_PARTIALS);
-        for (int v = 0; v < COLUMN_VECTORS; v++) {
-            T *p = tile + i * COLUMN_LANES + v * VD_LANES;
-            vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
-            FN(accumulate)(&s[k][v], &c[k][v], e, level);
-            if (store) {
-                VSTORE(p, e);
+    if (!PRECISE && level == FAST_SUM) {
+        FN(column_exp_sum_float)(tile, len, m, store, s);
+    } else {
+        for (ptrdiff_t i = 0; i < len; i++) {
+            int k = (int)(i % FSM_PARTIALS);
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                T *p = tile + i * COLUMN_LANES + v * VD_LANES;
+                vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
+                FN(accumulate)(&s[k][v], &c[k][v], e, level);
+                if (store) {
+                    VSTORE(p, e);
+                }
             }
         }
     }
@@ -577,6 +634,44 @@ static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const vd *max, int store,
     }
 }
 
+/* The float32 softmax twin of column_finish(), as in row_scale_float(). */
+static void FN(column_finish_float)(const FN(column_block) * b, ptrdiff_t n, int is_long,
+                                    const char *source, ptrdiff_t source_step, const vd *m,
+                                    const vd *f) {
+    vs shift[COLUMN_VECTORS / 2], scale[COLUMN_VECTORS / 2];
+
+    for (int u = 0; u < COLUMN_VECTORS / 2; u++) {
+        shift[u] = vs_narrow(m[2 * u], m[2 * u + 1]);
+        scale[u] = vs_narrow(f[2 * u], f[2 * u + 1]);
+    }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const float *source_row = (const float *)(source + i * source_step);
+        float *out_row = (float *)(b->out + i * b->out_step);
+        if (i + COLUMN_PREFETCH < n) {
+            if (is_long) {
+                FN(column_prefetch)((const char *)source_row + COLUMN_PREFETCH * source_step,
+                                    b->lanes);
+            }
+            FN(column_prefetch_write)((char *)out_row + COLUMN_PREFETCH * b->out_step, b->lanes);
+        }
+        for (int u = 0; u < COLUMN_VECTORS / 2; u++) {
+            ptrdiff_t count = b->lanes - u * VS_LANES;
+            if (count <= 0) {
+                break;
+            }
+            vs value = count >= VS_LANES ? vs_load(source_row + u * VS_LANES)
+                                         : load_partial_float(source_row + u * VS_LANES, count,
+                                                              0.0f);
+            vs result = is_long ? exp_shifted_float(value, shift[u]) * scale[u] : value * scale[u];
+            if (count >= VS_LANES) {
+                vs_store(out_row + u * VS_LANES, result);
+            } else {
+                store_partial_float(out_row + u * VS_LANES, count, result);
+            }
+        }
+    }
+}
+
 /*
  * Step 3 for every lane at once: the column twin of the end of slice(). Reads
  * `source` rows (the tile's exponentials for short softmax, else x) and writes
@@ -585,6 +680,10 @@ static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const vd *max, int store,
 static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
                               const char *source, ptrdiff_t source_step, const vd *m,
                               const vd *f, const vd *l) {
+    if (!PRECISE && op == FSM_SOFTMAX) {
+        FN(column_finish_float)(b, n, is_long, source, source_step, m, f);
+        return;
+    }
     for (ptrdiff_t i = 0; i < n; i++) {
         const char *source_row = source + i * source_step;
         char *out_row = b->out + i * b->out_step;

@@ -1,10 +1,13 @@
 /*
  * The kernel body for float32 and float64, included once per SIMD path by
  * kernel_generic.c, kernel_avx2.c and kernel_avx512.c after they set the
- * target. Defines static run_f32() and run_f64().
+ * target. Defines static run_f32() and run_f64(); float32 softmax also uses
+ * the float steps of kernel_float.h.
  */
 #ifndef FASTSOFTMAX_KERNEL_INSTANCES_H
 #define FASTSOFTMAX_KERNEL_INSTANCES_H
+
+#include "kernel_float.h"
 
 #define T float
 #define FN(name) name##_f32
