@@ -203,17 +203,16 @@ def _map_core(function, x, where, dtype, **kwargs):
 # --- axes spanning chunks: stage 1, partials per block -----------------------
 
 
-def _exp_diff(a, b, *, compensated):
-    """Return ``exp(a - b)`` in float64 for float64 arrays ``a`` and ``b``.
+def _exp_diff(a, b):
+    """Return ``exp(a - b)`` for float64 arrays, with ``a - b`` taken exactly.
 
-    With ``compensated``, the rounding error of ``a - b`` is recovered exactly
-    (Knuth's TwoSum) and applied to first order, so the relative error of the
-    result does not grow with ``|a - b|``.
+    The rounding error of ``a - b`` is recovered exactly (Knuth's TwoSum) and
+    applied to first order, so the relative error of the result does not grow
+    with ``|a - b|``.
     """
     diff = a - b
     result = np.exp(diff)
-    if compensated:
-        result += result * _diff_error(a, b, diff)
+    result += result * _diff_error(a, b, diff)
     return result
 
 
@@ -222,6 +221,19 @@ def _diff_error(a, b, diff):
     back = diff - a
     error = (a - (diff - back)) + (-b - back)
     return np.where(np.isfinite(diff), error, 0.0)
+
+
+def _exp_shifted(block, shift):
+    """Return ``exp(block - shift)`` as a new float64 array.
+
+    Narrower inputs are converted first: the difference of two float32 values is
+    then exact or far more precise than the output needs.
+    """
+    if block.dtype == np.float64:
+        return _exp_diff(block, shift)
+    result = block.astype(np.float64)
+    result -= shift
+    return np.exp(result, out=result)
 
 
 def _block_partial(block, axis, keepdims, computing_meta=False):
@@ -235,16 +247,12 @@ def _block_partial(block, axis, keepdims, computing_meta=False):
     if computing_meta or partial.size == 0:
         return partial
 
-    work = block.astype(np.float64, copy=False)
-    shift = np.max(work, axis=axis, keepdims=True, initial=-np.inf)
-    at_peak = work == shift
+    shift = np.max(block, axis=axis, keepdims=True, initial=-np.inf)
+    shift = shift.astype(np.float64)
+    at_peak = block == shift
     peak_count = np.sum(at_peak, axis=axis, keepdims=True)
     with np.errstate(over="ignore", invalid="ignore"):
-        terms = _exp_diff(
-            work,
-            np.where(np.isfinite(shift), shift, 0.0),
-            compensated=block.dtype == np.float64,
-        )
+        terms = _exp_shifted(block, np.where(np.isfinite(shift), shift, 0.0))
         terms[at_peak] = 0.0
         rest = np.sum(terms, axis=axis, keepdims=True) + (peak_count - 1)
 
@@ -272,7 +280,7 @@ def _combine_partials(partials, axis, keepdims):
     at_peak = shift == peak
     with np.errstate(over="ignore", invalid="ignore"):
         finite_peak = np.where(np.isfinite(peak), peak, 0.0)
-        weight = _exp_diff(shift, finite_peak, compensated=True)
+        weight = _exp_diff(shift, finite_peak)
         # Under a +inf peak only the +inf partials count.
         weight = np.where(np.isposinf(peak), 0.0, weight)
         terms = np.where(at_peak, rest, (1.0 + rest) * weight)
@@ -304,39 +312,41 @@ def _slice_stats(x, axes):
 # --- stage 3, outputs per block ----------------------------------------------
 
 
-def _shifted(block, stats):
-    """Return x as float64, the slice peaks, and the finite shifts to use."""
-    work = block.astype(np.float64, copy=False)
-    peak = stats["shift"]
-    return work, peak, np.where(np.isfinite(peak), peak, 0.0)
-
-
 def _softmax_block(block, stats, dtype):
     """Write ``exp(x - M) / (1 + rest)`` for one block, with the special rules."""
-    work, peak, shift = _shifted(block, stats)
+    peak = stats["shift"]
+    finite = np.isfinite(peak)
     total = 1.0 + stats["rest"]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = _exp_diff(work, shift, compensated=block.dtype == np.float64)
+        result = _exp_shifted(block, np.where(finite, peak, 0.0))
         result /= total
-        # k entries at +inf share the slice equally; an all -inf slice gets 0.
-        at_inf = (work == np.inf) / total
-    result = np.where(np.isposinf(peak), at_inf, result)
-    result = np.where(np.isneginf(peak), 0.0, result)
+        if not finite.all():
+            # k entries at +inf share the slice equally; an all -inf slice gets 0.
+            at_inf = (block == np.inf) / total
+            result = np.where(np.isposinf(peak), at_inf, result)
+            result = np.where(np.isneginf(peak), 0.0, result)
     return result.astype(dtype)
 
 
 def _log_softmax_block(block, stats, dtype):
     """Write ``(x - M) - log1p(rest)`` for one block, with the special rules."""
-    work, peak, shift = _shifted(block, stats)
+    peak = stats["shift"]
+    finite = np.isfinite(peak)
+    shift = np.where(finite, peak, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_total = np.log1p(stats["rest"])
-        diff = work - shift
-        result = diff - log_total
         if block.dtype == np.float64:
-            result += _diff_error(work, shift, diff)
-        at_inf = np.where(work == np.inf, -log_total, -np.inf)
-    result = np.where(np.isposinf(peak), at_inf, result)
-    result = np.where(np.isneginf(peak), -np.inf, result)
+            diff = block - shift
+            result = diff - log_total
+            result += _diff_error(block, shift, diff)
+        else:
+            result = block.astype(np.float64)
+            result -= shift
+            result -= log_total
+        if not finite.all():
+            at_inf = np.where(block == np.inf, -log_total, -np.inf)
+            result = np.where(np.isposinf(peak), at_inf, result)
+            result = np.where(np.isneginf(peak), -np.inf, result)
     return result.astype(dtype)
 
 
