@@ -99,7 +99,7 @@ def _store(result, out, dtype, shape):
     """Cast ``result`` to ``dtype`` and return it, written into ``out`` if given."""
     result = result.reshape(shape).astype(dtype)
     if out is None:
-        return result
+        return result[()] if shape == () else result
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != result.shape:
@@ -179,7 +179,7 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
     shape = np.shape(x)
     work, axes, dtype = _prepare(x, axis, where)
     m, shift, e, s = _slice_stats(work, axes)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         finite = (work - shift) - np.log(s)
         # k entries at +inf each get -log(k), the others -inf.
         at_inf = np.where(work == np.inf, -np.log(s), -np.inf)

@@ -1,0 +1,77 @@
+/*
+ * Internal interface between the dispatcher (dispatch.c) and the per-ISA
+ * kernels (kernel_generic.c, kernel_avx2.c, kernel_avx512.c), and the scalar
+ * steps every path shares so that they round alike.
+ */
+#ifndef FASTSOFTMAX_KERNEL_H
+#define FASTSOFTMAX_KERNEL_H
+
+#include <stddef.h>
+
+#include "fastsoftmax.h"
+
+/* How the slices of a call are walked. */
+typedef enum {
+    FSM_MODE_ROWS = 0,    /* contiguous slices, no mask: read and written in place */
+    FSM_MODE_GATHER = 1,  /* any other slice: copied to scratch, computed, copied back */
+    FSM_MODE_COLUMNS = 2, /* slices side by side along a contiguous outer dimension:
+                             one vector lane per slice */
+} fsm_mode;
+
+/*
+ * Elements per chunk of a long slice. A slice of at most FSM_CHUNK elements
+ * stays in cache between its passes; a longer one is summed chunk by chunk with
+ * an online rescaling, so it is read from memory twice in all.
+ */
+#define FSM_CHUNK 4096
+
+/*
+ * Partial sums per slice. Element i of a slice is added to partial sum
+ * i % FSM_PARTIALS whatever the mode, which is what makes a slice's result
+ * independent of the mode, the thread and the batch it is computed in.
+ */
+#define FSM_PARTIALS 32
+
+/* Lanes per block in FSM_MODE_COLUMNS. */
+#define FSM_COLUMN_LANES 16
+
+/* Work units of a call (slices, or blocks of columns) and their offsets. */
+ptrdiff_t fsm_unit_count(const fsm_call *call, fsm_mode mode);
+void fsm_unit_offsets(const fsm_call *call, fsm_mode mode, ptrdiff_t unit,
+                      ptrdiff_t *x_offset, ptrdiff_t *out_offset,
+                      ptrdiff_t *mask_offset, ptrdiff_t *lanes);
+
+/* A sum of exponentials as an unevaluated pair hi + lo, |lo| <= ulp(hi). */
+typedef struct {
+    double hi;
+    double lo;
+} fsm_sum;
+
+/*
+ * Add the FSM_PARTIALS partial sums (sums[k] + compensations[k]) in a fixed
+ * pairwise tree whose additions keep their rounding errors (TwoSum).
+ */
+fsm_sum fsm_reduce_partials(const double *sums, const double *compensations);
+
+/*
+ * Fold the sum `chunk` of exp(x - chunk_max) over one chunk into the running
+ * (*max, *sum) of exp(x - *max). Both maxima must be finite.
+ */
+void fsm_combine_chunk(double *max, fsm_sum *sum, double chunk_max, fsm_sum chunk);
+
+/* log(hi + lo) for a sum that is at least 1, accurate also when it is near 1. */
+double fsm_log_sum(fsm_sum sum);
+
+typedef int (*fsm_kernel_fn)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
+                             ptrdiff_t end, void *scratch);
+
+int fsm_kernel_generic(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
+                       ptrdiff_t end, void *scratch);
+#if defined(__x86_64__) || defined(__i386__)
+int fsm_kernel_avx2(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
+                    ptrdiff_t end, void *scratch);
+int fsm_kernel_avx512(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
+                      ptrdiff_t end, void *scratch);
+#endif
+
+#endif /* FASTSOFTMAX_KERNEL_H */
