@@ -539,13 +539,6 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
 
 # --- attention over key/value shards -----------------------------------------
 
-_CAUSAL_MODES = {
-    False: None,
-    True: "lower_right",
-    "lower_right": "lower_right",
-    "upper_left": "upper_left",
-}
-
 
 def _slice_mask(mask, rows, keys):
     """Return ``mask[..., rows, keys]``, leaving broadcast (length-1) axes whole."""
@@ -556,14 +549,17 @@ def _slice_mask(mask, rows, keys):
     return mask[..., row_index, key_index]
 
 
-def _attend_shard(q, k, v, mask, *, reach, scale, threads):
-    """Return ``(out, lse)`` of q's rows against one key shard.
+def _attend_shard(q, k, v, mask, *, reach, scale, threads, dtype):
+    """Return ``(out, lse)`` of q's rows against one key shard, in ``dtype``.
 
     With ``reach`` None every key may be attended. Otherwise query row ``i`` of
     the block may attend key ``j`` of the shard when ``j <= i + reach``, which is
     the causal rule in the block's own indices. The C kernel only applies the
     upper-left rule ``j <= i``, so the shard is cut where that rule fits.
     """
+    # float16 inputs are computed in float32 as in memory, and the shard results
+    # stay in float32 until the merge.
+    q, k, v = (array.astype(dtype, copy=False) for array in (q, k, v))
     options = {"scale": scale, "return_lse": True, "threads": threads}
     rows, keys = q.shape[-2], k.shape[-2]
     if reach is None or reach >= keys - 1:
@@ -627,33 +623,29 @@ def _unmasked_block(out_shape, lse_shape, out_dtype, lse_dtype):
     return np.zeros(out_shape, out_dtype), np.full(lse_shape, -np.inf, lse_dtype)
 
 
-def _attention_arrays(q, k, v, mask):
-    """Validate shapes and dtypes; return the arrays as dask arrays of equal rank.
+def _cast_result(result, out_dtype, lse_dtype):
+    """Return the merged ``(out, lse)`` in the dtypes of the in-memory call."""
+    out, lse = result
+    return out.astype(out_dtype, copy=False), lse.astype(lse_dtype, copy=False)
 
-    Batch axes are broadcast to their common shape; 2-D inputs gain a head axis
-    of length 1. Returns the arrays and whether a head axis was added.
+
+def _attention_arrays(q, k, v, mask):
+    """Validate the shapes; return q, k, v and mask as dask arrays of equal rank.
+
+    Batch axes are broadcast to their common shape, and 2-D inputs gain a head
+    axis of length 1. Also returns whether all of q, k and v were 2-D.
     """
     arrays = {"q": da.asarray(q), "k": da.asarray(k), "v": da.asarray(v)}
     for name, array in arrays.items():
-        if array.dtype not in (np.float16, np.float32, np.float64):
-            raise TypeError(
-                f"{name} has unsupported dtype {array.dtype}; expected float16, "
-                "float32 or float64"
-            )
         if array.ndim < 2:
             raise ValueError(
-                f"{name} must have at least 2 dimensions, got shape {array.shape}"
+                f"{name} must have at least 2 dimensions (..., L, D), got shape "
+                f"{array.shape}"
             )
-    q, k, v = arrays["q"], arrays["k"], arrays["v"]
-    added_head = q.ndim == 2 and k.ndim == 2 and v.ndim == 2
-    if added_head:
-        q, k, v = q[np.newaxis], k[np.newaxis], v[np.newaxis]
-    for name, array in (("q", q), ("k", k), ("v", v)):
-        if array.ndim < 3:
-            raise ValueError(
-                f"{name} has shape {array.shape}; q, k and v must be all 2-D or "
-                "all have a head axis"
-            )
+    all_2d = all(array.ndim == 2 for array in arrays.values())
+    q, k, v = (
+        array[np.newaxis] if array.ndim == 2 else array for array in arrays.values()
+    )
     shapes = f"q {q.shape}, k {k.shape}, v {v.shape}"
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(
@@ -691,7 +683,7 @@ def _attention_arrays(q, k, v, mask):
             )
         mask = mask.reshape((1,) * (len(full) - mask.ndim) + mask.shape)
         mask = da.broadcast_to(mask, batch + mask.shape[-3:])
-    return q, k, v, mask, added_head
+    return q, k, v, mask, all_2d
 
 
 def _align_chunks(q, k, v, mask):
@@ -713,12 +705,21 @@ def _align_chunks(q, k, v, mask):
     return q, k, v, mask
 
 
-def _probe_dtypes(q, k, v, mask, scale):
-    """Return the out and lse dtypes of the C kernel for these input dtypes."""
+def _probe_dtypes(q, k, v, mask, causal, scale, threads):
+    """Return the out and lse dtypes of the C kernel for these arguments.
+
+    The call on one query and one key also validates the dtypes, ``causal``,
+    ``scale`` and ``threads`` with the in-memory function's own errors.
+    """
     tiny = [np.zeros((1, 1, a.shape[-1]), dtype=a.dtype) for a in (q, k, v)]
     tiny_mask = None if mask is None else np.zeros((1, 1, 1), dtype=mask.dtype)
     out, lse = fastsoftmax.attention(
-        *tiny, mask=tiny_mask, scale=scale, return_lse=True
+        *tiny,
+        mask=tiny_mask,
+        causal=causal,
+        scale=scale,
+        return_lse=True,
+        threads=threads,
     )
     return out.dtype, lse.dtype
 
@@ -786,22 +787,14 @@ def attention(
         If the shapes do not match, causal or scale is invalid, or threads is
         below 1.
     """
-    _check_threads(threads)
-    if isinstance(causal, (np.bool_, bool)):
-        causal = bool(causal)
-    if not isinstance(causal, (bool, str)) or causal not in _CAUSAL_MODES:
-        raise ValueError(
-            f"causal must be False, True, 'lower_right' or 'upper_left', got {causal!r}"
-        )
-    if scale is not None and not (
-        isinstance(scale, numbers.Real) and np.isfinite(scale)
-    ):
-        raise ValueError(f"scale must be None or a finite number, got {scale!r}")
-    causal_mode = _CAUSAL_MODES[causal]
-
-    q, k, v, mask, added_head = _attention_arrays(q, k, v, mask)
+    q, k, v, mask, all_2d = _attention_arrays(q, k, v, mask)
+    out_dtype, lse_dtype = _probe_dtypes(q, k, v, mask, causal, scale, threads)
+    compute_dtype = np.float32 if out_dtype == np.float16 else out_dtype
+    if isinstance(causal, str):
+        causal_mode = causal
+    else:
+        causal_mode = "lower_right" if causal else None
     q, k, v, mask = _align_chunks(q, k, v, mask)
-    out_dtype, lse_dtype = _probe_dtypes(q, k, v, mask, scale)
     length, keys, heads, dv = q.shape[-2], k.shape[-2], q.shape[-3], v.shape[-1]
     shift = keys - length if causal_mode == "lower_right" else 0
 
@@ -811,6 +804,7 @@ def attention(
     key_starts = np.cumsum((0,) + k.chunks[-2])
     attend = dask.delayed(_attend_shard, nout=2, pure=True)
     empty = dask.delayed(_unmasked_block, nout=2, pure=True)
+    cast = dask.delayed(_cast_result, nout=2, pure=True)
 
     grid = q.numblocks[:-3] + (q.numblocks[-2],)
     out_grid = np.empty(q.numblocks, dtype=object)
@@ -843,11 +837,12 @@ def attention(
                     reach=reach,
                     scale=scale,
                     threads=threads,
+                    dtype=compute_dtype,
                 )
             )
         out_shape = batch_shape + (heads, rows, dv)
         if parts:
-            block_out, block_lse = _merge_tree(parts)
+            block_out, block_lse = cast(_merge_tree(parts), out_dtype, lse_dtype)
         else:
             block_out, block_lse = empty(
                 out_shape, out_shape[:-1], out_dtype, lse_dtype
@@ -861,7 +856,7 @@ def attention(
 
     result = da.block(out_grid.tolist())
     lse = da.block(lse_grid.tolist())
-    if added_head:
+    if all_2d:
         result, lse = result[0], lse[0]
     result = _store(result, out)
     return (result, lse) if return_lse else result
