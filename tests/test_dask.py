@@ -501,22 +501,59 @@ def test_attention_on_schedulers(compute):
 
 
 @needs_attention
+def test_attention_float16_close_to_in_memory():
+    q, k, v = attention_inputs((4, 9, 8), (2, 23, 8), 3, dtype=np.float16)
+    expected = fastsoftmax.attention(q, k, v, causal=True)
+    out = fd.attention(q, da.from_array(k, chunks=(2, 5, 8)), v, causal=True)
+    result = out.compute(scheduler="threads")
+    assert result.dtype == np.float16
+    # The shards merge in float32, so only the final rounding to float16 differs.
+    np.testing.assert_array_max_ulp(result, expected, maxulp=1)
+
+
+@needs_attention
+def test_attention_integer_inputs():
+    q = np.arange(24).reshape(3, 8) % 5
+    k = np.arange(40).reshape(5, 8) % 3
+    out = fd.attention(q, da.from_array(k, chunks=(2, 8)), k)
+    result = out.compute(scheduler="threads")
+    np.testing.assert_allclose(result, fastsoftmax.attention(q, k, k), rtol=1e-13)
+
+
+@needs_attention
 def test_attention_returns_output_only():
     q, k, v = attention_inputs((4, 9, 8), (2, 23, 8), 3)
     out = fd.attention(q, da.from_array(k, chunks=(2, 5, 8)), v)
     assert out.shape == (4, 9, 3)
 
 
+@needs_attention
 def test_attention_rejects_causal():
     q = da.ones((2, 4, 8))
     with pytest.raises(ValueError, match="causal must be False, True"):
         fd.attention(q, q, q, causal="upper")
 
 
+@needs_attention
 def test_attention_rejects_scale():
     q = da.ones((2, 4, 8))
-    with pytest.raises(ValueError, match="scale must be None or a finite number"):
+    with pytest.raises(ValueError, match="scale must be finite"):
         fd.attention(q, q, q, scale=np.inf)
+
+
+@needs_attention
+def test_attention_rejects_complex_q():
+    q = da.ones((2, 4, 8), dtype=np.complex128)
+    k = da.ones((2, 4, 8))
+    with pytest.raises(TypeError, match="q has unsupported dtype complex128"):
+        fd.attention(q, k, k)
+
+
+@needs_attention
+def test_attention_rejects_zero_threads():
+    q = da.ones((2, 4, 8))
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        fd.attention(q, q, q, threads=0)
 
 
 def test_attention_rejects_heads():
@@ -538,8 +575,7 @@ def test_attention_rejects_mask_shape():
         fd.attention(q, q, q, mask=np.ones((3, 4), dtype=bool))
 
 
-def test_attention_rejects_integer_q():
-    q = da.ones((2, 4, 8), dtype=np.int32)
-    k = da.ones((2, 4, 8))
-    with pytest.raises(TypeError, match="q has unsupported dtype int32"):
-        fd.attention(q, k, k)
+def test_attention_rejects_one_dimensional_k():
+    q = da.ones((4, 8))
+    with pytest.raises(ValueError, match="k must have at least 2 dimensions"):
+        fd.attention(q, da.ones(8), q)
