@@ -184,6 +184,25 @@ def test_spanning_where_within_bound(kind, dtype):
     assert ulp_error(result, exact(x, -1, kind, where=where)) <= ULP_BOUND[dtype]
 
 
+@pytest.mark.parametrize("kind", FUNCTIONS)
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2)])
+def test_spanning_slabs_within_bound(kind, axis, monkeypatch):
+    # Slabs of a few entries split every block, so partial sums accumulate
+    # across slabs when axis 0 is reduced.
+    monkeypatch.setattr(fd, "_SLAB_ITEMS", 5)
+    x = scores((9, 4, 6), np.float64, seed=13, spread=30.0)
+    result = run(kind, da.from_array(x, chunks=(4, 3, 4)), axis)
+    assert ulp_error(result, exact(x, axis, kind)) <= ULP_BOUND[np.float64]
+
+
+@pytest.mark.parametrize("kind", FUNCTIONS)
+def test_special_values_in_slabs(kind, monkeypatch):
+    monkeypatch.setattr(fd, "_SLAB_ITEMS", 3)
+    x = special_rows().astype(np.float32)
+    result = run(kind, da.from_array(x, chunks=(3, 4)))
+    assert_same_specials(result, getattr(fastsoftmax, kind)(x))
+
+
 def test_spanning_many_chunks_within_bound():
     # Enough chunks for a tree reduction with intermediate combine steps.
     x = scores((2, 400), np.float64, seed=4, spread=30.0)

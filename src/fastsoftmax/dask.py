@@ -40,6 +40,7 @@ by ``where`` are set to ``-inf`` before stage 1.
 """
 
 import functools
+import math
 import numbers
 
 import numpy as np
@@ -65,6 +66,9 @@ _PARTIAL = np.dtype([("shift", np.float64), ("rest", np.float64)])
 
 # Number of shard results merged by one task when attention merges many shards.
 _MERGE_FAN_IN = 8
+
+# Entries per slab in the chunk-spanning passes: 2 MiB of float64 scratch.
+_SLAB_ITEMS = 1 << 18
 
 
 # --- argument checks ---------------------------------------------------------
@@ -223,17 +227,37 @@ def _diff_error(a, b, diff):
     return np.where(np.isfinite(diff), error, 0.0)
 
 
-def _exp_shifted(block, shift):
-    """Return ``exp(block - shift)`` as a new float64 array.
+def _slabs(shape):
+    """Yield slices along axis 0 that cover about ``_SLAB_ITEMS`` entries each."""
+    row_items = max(1, math.prod(shape[1:]))
+    step = max(1, _SLAB_ITEMS // row_items)
+    for start in range(0, shape[0], step):
+        yield slice(start, min(start + step, shape[0]))
 
-    Narrower inputs are converted first: the difference of two float32 values is
-    then exact or far more precise than the output needs.
+
+def _rows(array, rows):
+    """Return ``array[rows]``, or all of ``array`` where axis 0 is broadcast."""
+    return array[rows] if array.shape[0] > 1 else array
+
+
+def _exp_shifted(part, shift, scratch):
+    """Return ``exp(part - shift)`` in float64, in ``scratch`` where possible.
+
+    Narrower inputs are converted as they are subtracted: the difference of two
+    float32 values is then exact or far more precise than the output needs.
+    float64 inputs take the compensated path and allocate their own result.
     """
-    if block.dtype == np.float64:
-        return _exp_diff(block, shift)
-    result = block.astype(np.float64)
-    result -= shift
-    return np.exp(result, out=result)
+    if part.dtype == np.float64:
+        return _exp_diff(part, shift)
+    buffer = scratch[: part.shape[0]]
+    np.subtract(part, shift, out=buffer)
+    return np.exp(buffer, out=buffer)
+
+
+def _scratch(block):
+    """Return a float64 buffer for one slab of ``block``."""
+    rows = next(_slabs(block.shape), slice(0, 0))
+    return np.empty((rows.stop - rows.start,) + block.shape[1:], dtype=np.float64)
 
 
 def _block_partial(block, axis, keepdims, computing_meta=False):
@@ -249,12 +273,21 @@ def _block_partial(block, axis, keepdims, computing_meta=False):
 
     shift = np.max(block, axis=axis, keepdims=True, initial=-np.inf)
     shift = shift.astype(np.float64)
-    at_peak = block == shift
-    peak_count = np.sum(at_peak, axis=axis, keepdims=True)
-    with np.errstate(over="ignore", invalid="ignore"):
-        terms = _exp_shifted(block, np.where(np.isfinite(shift), shift, 0.0))
-        terms[at_peak] = 0.0
-        rest = np.sum(terms, axis=axis, keepdims=True) + (peak_count - 1)
+    finite_shift = np.where(np.isfinite(shift), shift, 0.0)
+    rest = np.zeros(shape)
+    peak_count = np.zeros(shape)
+    scratch = _scratch(block)
+    # Slabs keep the float64 work in one reused buffer: a new full-size array
+    # per block costs more in page faults than the arithmetic.
+    for rows in _slabs(block.shape):
+        part = block[rows]
+        at_peak = part == _rows(shift, rows)
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = _exp_shifted(part, _rows(finite_shift, rows), scratch)
+            terms[at_peak] = 0.0
+            _rows(rest, rows)[...] += np.sum(terms, axis=axis, keepdims=True)
+        _rows(peak_count, rows)[...] += np.sum(at_peak, axis=axis, keepdims=True)
+    rest += peak_count - 1
 
     # A +inf slice counts its +inf entries, an all -inf slice sums to 0.
     rest = np.where(np.isposinf(shift), peak_count - 1, rest)
@@ -316,16 +349,21 @@ def _softmax_block(block, stats, dtype):
     """Write ``exp(x - M) / (1 + rest)`` for one block, with the special rules."""
     peak = stats["shift"]
     finite = np.isfinite(peak)
+    shift = np.where(finite, peak, 0.0)
     total = 1.0 + stats["rest"]
+    result = np.empty(block.shape, dtype=dtype)
+    scratch = _scratch(block)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = _exp_shifted(block, np.where(finite, peak, 0.0))
-        result /= total
+        for rows in _slabs(block.shape):
+            terms = _exp_shifted(block[rows], _rows(shift, rows), scratch)
+            # One rounding from float64 to the output dtype.
+            np.divide(terms, _rows(total, rows), out=result[rows], casting="same_kind")
         if not finite.all():
             # k entries at +inf share the slice equally; an all -inf slice gets 0.
             at_inf = (block == np.inf) / total
-            result = np.where(np.isposinf(peak), at_inf, result)
-            result = np.where(np.isneginf(peak), 0.0, result)
-    return result.astype(dtype)
+            result = np.where(np.isposinf(peak), at_inf, result).astype(dtype)
+            result[np.broadcast_to(np.isneginf(peak), block.shape)] = 0.0
+    return result
 
 
 def _log_softmax_block(block, stats, dtype):
@@ -333,21 +371,27 @@ def _log_softmax_block(block, stats, dtype):
     peak = stats["shift"]
     finite = np.isfinite(peak)
     shift = np.where(finite, peak, 0.0)
+    result = np.empty(block.shape, dtype=dtype)
+    scratch = _scratch(block)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_total = np.log1p(stats["rest"])
-        if block.dtype == np.float64:
-            diff = block - shift
-            result = diff - log_total
-            result += _diff_error(block, shift, diff)
-        else:
-            result = block.astype(np.float64)
-            result -= shift
-            result -= log_total
+        for rows in _slabs(block.shape):
+            part = block[rows]
+            part_shift = _rows(shift, rows)
+            if block.dtype == np.float64:
+                diff = part - part_shift
+                values = diff - _rows(log_total, rows)
+                values += _diff_error(part, part_shift, diff)
+            else:
+                values = scratch[: part.shape[0]]
+                np.subtract(part, part_shift, out=values)
+                values -= _rows(log_total, rows)
+            result[rows] = values
         if not finite.all():
             at_inf = np.where(block == np.inf, -log_total, -np.inf)
-            result = np.where(np.isposinf(peak), at_inf, result)
-            result = np.where(np.isneginf(peak), -np.inf, result)
-    return result.astype(dtype)
+            result = np.where(np.isposinf(peak), at_inf, result).astype(dtype)
+            result[np.broadcast_to(np.isneginf(peak), block.shape)] = -np.inf
+    return result
 
 
 def _logsumexp_block(stats, dtype):
