@@ -1,8 +1,8 @@
 """Build the C kernels and the Cython bridge.
 
-OpenMP is optional: when the compiler cannot build and link a small OpenMP
-program, the extension is built without it, runs on one thread and the build
-prints a warning. SIMD paths are compiled per function with target attributes
+OpenMP is optional: when the compiler cannot compile a small OpenMP program,
+the extension is built without it, runs on one thread and the build prints a
+warning. SIMD paths are compiled per function with target attributes
 and chosen at run time, so no ``-march`` flag is used.
 """
 
@@ -40,18 +40,13 @@ OPENMP_PROBE = textwrap.dedent(
 
 
 def compiler_has_openmp(compiler):
-    """Return True if ``compiler`` builds and links an OpenMP program."""
+    """Return True if ``compiler`` compiles an OpenMP program with -fopenmp."""
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "probe.c")
         with open(source, "w") as f:
             f.write(OPENMP_PROBE)
         try:
-            objects = compiler.compile(
-                [source], output_dir=tmp, extra_postargs=["-fopenmp"]
-            )
-            compiler.link_executable(
-                objects, "probe", output_dir=tmp, extra_postargs=["-fopenmp"]
-            )
+            compiler.compile([source], output_dir=tmp, extra_postargs=["-fopenmp"])
         except Exception:  # noqa: BLE001 - any failure means no OpenMP
             return False
     return True

@@ -228,6 +228,127 @@ double fsm_log_sum(fsm_sum sum) {
     return log(sum.hi) + sum.lo / sum.hi;
 }
 
+/* --- float64 logsumexp when max + log(sum) cancels ------------------------ */
+
+/*
+ * When the maximum is negative and log(sum) nearly cancels it, the fast
+ * result carries an absolute error of about one ulp of log(sum), which can be
+ * many ulp of a result near 0. Such slices are summed again in double-double
+ * arithmetic, with an absolute error near 2^-100 * log(sum): within 4 ulp for
+ * results down to about 2^-46 * log(sum).
+ * NOTE: results even closer to 0 (such as the logsumexp of log-probabilities
+ * that sum to 1 in exact arithmetic) keep only that absolute accuracy.
+ * The cost, a few hundred flops per element, is paid only by those slices.
+ */
+
+typedef struct {
+    double hi;
+    double lo;
+} double_double;
+
+static double_double quick_two_sum(double a, double b) {
+    double_double r;
+    r.hi = a + b;
+    r.lo = b - (r.hi - a);
+    return r;
+}
+
+static double_double dd_add(double_double a, double_double b) {
+    double err;
+    double hi = two_sum(a.hi, b.hi, &err);
+    return quick_two_sum(hi, err + (a.lo + b.lo));
+}
+
+static double_double dd_mul(double_double a, double_double b) {
+    double p = a.hi * b.hi;
+    double err = fma(a.hi, b.hi, -p);
+    return quick_two_sum(p, err + (a.hi * b.lo + a.lo * b.hi));
+}
+
+static double_double dd_scale(double_double a, int exponent) {
+    double_double r = {ldexp(a.hi, exponent), ldexp(a.lo, exponent)};
+    return r;
+}
+
+/* 1/n! for n = 2..15 as double-double. */
+static const double_double INVERSE_FACTORIAL[16] = {
+    {0.0, 0.0},
+    {0.0, 0.0},
+    {0x1.0000000000000p-1, 0.0},
+    {0x1.5555555555555p-3, 0x1.5555555555555p-57},
+    {0x1.5555555555555p-5, 0x1.5555555555555p-59},
+    {0x1.1111111111111p-7, 0x1.1111111111111p-63},
+    {0x1.6c16c16c16c17p-10, -0x1.f49f49f49f49fp-65},
+    {0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-73},
+    {0x1.a01a01a01a01ap-16, 0x1.a01a01a01a01ap-76},
+    {0x1.71de3a556c734p-19, -0x1.c154f8ddc6c00p-73},
+    {0x1.27e4fb7789f5cp-22, 0x1.cbbc05b4fa99ap-76},
+    {0x1.ae64567f544e4p-26, -0x1.c062e06d1f209p-80},
+    {0x1.1eed8eff8d898p-29, -0x1.2aec959e14c06p-83},
+    {0x1.6124613a86d09p-33, 0x1.f28e0cc748ebep-87},
+    {0x1.93974a8c07c9dp-37, 0x1.05d6f8a2efd1fp-92},
+    {0x1.ae7f3e733b81fp-41, 0x1.1d8656b0ee8cbp-97},
+};
+
+/*
+ * exp(a) for a <= 0: a = k ln2 + r, exp(r / 8) from its Taylor polynomial of
+ * degree 15 (truncation below 2^-110), squared 3 times (each squaring doubles
+ * the relative error, so few of them). Relative error about 2^-100.
+ */
+static double_double dd_exp(double_double a) {
+    const double_double ln2 = {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56};
+    double_double result = {0.0, 0.0};
+
+    if (!(a.hi >= -746.0)) {
+        return result;
+    }
+    double k = nearbyint(a.hi / ln2.hi);
+    double_double k_ln2 = dd_mul(ln2, (double_double){k, 0.0});
+    double_double r = dd_add(a, (double_double){-k_ln2.hi, -k_ln2.lo});
+    r = dd_scale(r, -3);
+
+    result = INVERSE_FACTORIAL[15];
+    for (int n = 14; n >= 2; n--) {
+        result = dd_add(dd_mul(result, r), INVERSE_FACTORIAL[n]);
+    }
+    result = dd_add(dd_mul(result, r), (double_double){1.0, 0.0});
+    result = dd_add(dd_mul(result, r), (double_double){1.0, 0.0});
+    for (int i = 0; i < 3; i++) {
+        result = dd_mul(result, result);
+    }
+    /* Two steps keep both halves normal down to k = -1076. */
+    int half = (int)k / 2;
+    return dd_scale(dd_scale(result, half), (int)k - half);
+}
+
+int fsm_logsumexp_cancels(double log_sum, double lse) {
+    /* The fast result's relative error is that of log_sum times
+       log_sum / |lse|; past 1.5 it could exceed the 4 ulp bound. */
+    return log_sum > 1.5 * fabs(lse);
+}
+
+double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max) {
+    double_double sum = {0.0, 0.0};
+
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double value = *(const double *)(x + i * step);
+        double_double shifted;
+        shifted.hi = two_sum(value, -max, &shifted.lo);
+        sum = dd_add(sum, dd_exp(shifted));
+    }
+
+    /* One Newton step on exp(y) = sum from y = log(sum.hi) doubles the
+       accurate bits: y + sum * exp(-y) - 1. */
+    double y = log(sum.hi);
+    double_double correction = dd_mul(sum, dd_exp((double_double){-y, 0.0}));
+    correction = dd_add(correction, (double_double){-1.0, 0.0});
+    double_double log_sum = dd_add((double_double){y, 0.0}, correction);
+
+    double err;
+    double hi = two_sum(max, log_sum.hi, &err);
+    return hi + (err + log_sum.lo);
+}
+
 /* --- Entry point -------------------------------------------------------- */
 
 static int valid_call(const fsm_call *call, int threads) {
@@ -252,8 +373,12 @@ int fsm_run(const fsm_call *call, int threads) {
     const fsm_mode mode = choose_mode(call);
     const ptrdiff_t units = fsm_unit_count(call, mode);
     const fsm_kernel_fn kernel = kernel_for(fsm_get_isa());
-    const size_t scratch_bytes =
-        mode == FSM_MODE_GATHER ? 2 * (size_t)call->n * (size_t)item_size(call) + 1 : 0;
+    size_t scratch_bytes = 0;
+    if (mode == FSM_MODE_GATHER) {
+        scratch_bytes = 2 * (size_t)call->n * (size_t)item_size(call) + 1;
+    } else if (mode == FSM_MODE_COLUMNS) {
+        scratch_bytes = (size_t)FSM_CHUNK * FSM_COLUMN_LANES * (size_t)item_size(call);
+    }
 
     if (units == 0) {
         return FSM_OK;

@@ -30,7 +30,7 @@ typedef enum {
  * i % FSM_PARTIALS whatever the mode, which is what makes a slice's result
  * independent of the mode, the thread and the batch it is computed in.
  */
-#define FSM_PARTIALS 32
+#define FSM_PARTIALS 8
 
 /* Lanes per block in FSM_MODE_COLUMNS. */
 #define FSM_COLUMN_LANES 16
@@ -61,6 +61,14 @@ void fsm_combine_chunk(double *max, fsm_sum *sum, double chunk_max, fsm_sum chun
 
 /* log(hi + lo) for a sum that is at least 1, accurate also when it is near 1. */
 double fsm_log_sum(fsm_sum sum);
+
+/*
+ * float64 logsumexp of a slice whose max + log(sum) cancels: whether the fast
+ * result `lse` needs it, and the slice's value from a double-double sum.
+ * x is byte-strided; excluded entries must already be -inf.
+ */
+int fsm_logsumexp_cancels(double log_sum, double lse);
+double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max);
 
 typedef int (*fsm_kernel_fn)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
                              ptrdiff_t end, void *scratch);

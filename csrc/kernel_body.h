@@ -14,11 +14,10 @@
  * fed into the exponential. Both paths
  * compensate their sums (TwoSum per addition, then an error-free reduction), so that the
  * sum minus its leading 1 stays accurate for log_softmax and logsumexp near 0. Error bound, for slices of up to 2^20 elements, against
- * the correctly rounded exact value: softmax and log_softmax within 4 ulp of
- * the output dtype (float32 results are within about 1 ulp, float64 within
- * about 3); logsumexp within 4 ulp unless max + log(sum) cancels, which can
- * only happen for a negative maximum (the absolute error is then about one
- * ulp of the maximum).
+ * the correctly rounded exact value: every output within 4 ulp of its dtype
+ * (measured: float32 about 1.5, float64 about 3). A float64 logsumexp whose
+ * max + log(sum) cancels is summed again in double-double arithmetic
+ * (fsm_logsumexp_precise()), so results near 0 keep the bound too.
  *
  * Slices of at most FSM_CHUNK elements stay in cache: the exponentials are
  * stored in the output and rescaled in place. Longer slices are summed chunk
@@ -34,20 +33,39 @@
  * special_slice() handles those slices with the rules stated in the README.
  */
 
-#define ACCS_PER_VECTOR (FSM_PARTIALS / VD_LANES)
 #define COLUMN_VECTORS (FSM_COLUMN_LANES / VD_LANES)
+
+/*
+ * Accuracy levels of the exponential-sum step, fixed per dtype and operation
+ * so that every mode computes a slice alike: FULL for float64 and float32
+ * logsumexp, FAST_EXP (short polynomial) for float32 log_softmax, FAST_SUM
+ * (short polynomial, plain sum) for float32 softmax.
+ */
+#ifndef FSM_EXP_LEVELS
+#define FSM_EXP_LEVELS
+enum { FULL = 0, FAST_EXP = 1, FAST_SUM = 2 };
+#endif
+
+static inline int FN(exp_level)(fsm_op op) {
+    if (PRECISE || op == FSM_LOGSUMEXP) {
+        return FULL;
+    }
+    return op == FSM_SOFTMAX ? FAST_SUM : FAST_EXP;
+}
 
 /*
  * exp(x - max) in each lane for x <= max and finite max. Lanes with
  * x - max < -746 (x = -inf included) give exactly 0.
  *
  * Range reduction: x - max = k ln2 + r with |r| <= ln2 / 2, exp(r) from its
- * Taylor polynomial of degree 13 (truncation error below 2^-57) and 2^k
- * applied in two halves so that results in the subnormal range are rounded
- * once. float32 needs the full double accuracy too: logsumexp subtracts
- * log(sum) from the maximum and can cancel most of its digits.
+ * Taylor polynomial and 2^k applied in two halves so that results in the
+ * subnormal range are rounded once. The polynomial has degree 13 (truncation
+ * error below 2^-57), or degree 7 from level FAST_EXP on (below 2^-27, a
+ * sixteenth of a float32 ulp). float32 softmax and log_softmax use the short
+ * one; float32 logsumexp needs the full accuracy because max + log(sum) can
+ * cancel most of its digits.
  */
-static inline vd FN(exp_shifted)(vd x, vd max) {
+static inline __attribute__((always_inline)) vd FN(exp_shifted)(vd x, vd max, int level) {
     const vd shifter = vd_set(0x1.8p52);
     vd d = x - max;
     vd lo = vd_set(0.0);
@@ -73,13 +91,18 @@ static inline vd FN(exp_shifted)(vd x, vd max) {
     }
 
     /* exp(r) = 1 + r + r^2 q(r). */
-    vd q = vd_set(1.0 / 6227020800.0);
-    q = vd_fma(q, r, vd_set(1.0 / 479001600.0));
-    q = vd_fma(q, r, vd_set(1.0 / 39916800.0));
-    q = vd_fma(q, r, vd_set(1.0 / 3628800.0));
-    q = vd_fma(q, r, vd_set(1.0 / 362880.0));
-    q = vd_fma(q, r, vd_set(1.0 / 40320.0));
-    q = vd_fma(q, r, vd_set(1.0 / 5040.0));
+    vd q;
+    if (level >= FAST_EXP) {
+        q = vd_set(1.0 / 5040.0);
+    } else {
+        q = vd_set(1.0 / 6227020800.0);
+        q = vd_fma(q, r, vd_set(1.0 / 479001600.0));
+        q = vd_fma(q, r, vd_set(1.0 / 39916800.0));
+        q = vd_fma(q, r, vd_set(1.0 / 3628800.0));
+        q = vd_fma(q, r, vd_set(1.0 / 362880.0));
+        q = vd_fma(q, r, vd_set(1.0 / 40320.0));
+        q = vd_fma(q, r, vd_set(1.0 / 5040.0));
+    }
     q = vd_fma(q, r, vd_set(1.0 / 720.0));
     q = vd_fma(q, r, vd_set(1.0 / 120.0));
     q = vd_fma(q, r, vd_set(1.0 / 24.0));
@@ -121,9 +144,15 @@ static inline vl FN(lanes_below)(ptrdiff_t count) {
  * Add e to the partial sums s, collecting the rounding errors in c (TwoSum, so
  * s + c is the sum up to the rounding of c). Kahan's cheaper update would
  * lose c when a 1 is added to a small partial sum; log_softmax and logsumexp
- * near 0 need the small terms of 1 + small kept to full precision.
+ * near 0 need the small terms of 1 + small kept to full precision. float32
+ * softmax (level FAST_SUM) needs only the sum's leading digits and adds
+ * plainly.
  */
-static inline void FN(accumulate)(vd *s, vd *c, vd e) {
+static inline __attribute__((always_inline)) void FN(accumulate)(vd *s, vd *c, vd e, int level) {
+    if (level == FAST_SUM) {
+        *s += e;
+        return;
+    }
     vd t = *s + e;
     vd e_part = t - *s;
     vd s_part = t - e_part;
@@ -131,9 +160,10 @@ static inline void FN(accumulate)(vd *s, vd *c, vd e) {
     *s = t;
 }
 
-static inline void FN(accumulate_lanes)(vd *s, vd *c, vd e, vl keep) {
+static inline __attribute__((always_inline)) void FN(accumulate_lanes)(vd *s, vd *c, vd e,
+                                                                      vl keep, int level) {
     vd s_new = *s, c_new = *c;
-    FN(accumulate)(&s_new, &c_new, e);
+    FN(accumulate)(&s_new, &c_new, e, level);
     *s = vd_select(keep, s_new, *s);
     *c = vd_select(keep, c_new, *c);
 }
@@ -180,25 +210,26 @@ static void FN(row_max)(const T *x, ptrdiff_t n, double *max, int *has_nan) {
 
 /*
  * Step 2: partial sums of exp(x - max) over x[0:n], written to sums and
- * compensations indexed by i % FSM_PARTIALS. With `store`, also write each
- * exponential there.
+ * compensations indexed by i % FSM_PARTIALS (one vector lane each). With
+ * `store`, also write each exponential there. Four exponentials are in flight
+ * per iteration; they are added in index order.
  */
-static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, double *sums,
-                            double *compensations) {
+static inline __attribute__((always_inline)) void FN(row_exp_sum_body)(
+    const T *x, ptrdiff_t n, double max, T *store, double *sums, double *compensations,
+    int level) {
     const vd m = vd_set(max);
-    vd s0 = vd_set(0.0), s1 = s0, s2 = s0, s3 = s0;
-    vd c0 = s0, c1 = s0, c2 = s0, c3 = s0;
+    vd s = vd_set(0.0), c = s;
     ptrdiff_t i = 0;
 
-    for (; i + FSM_PARTIALS <= n; i += FSM_PARTIALS) {
-        vd e0 = FN(exp_shifted)(VLOAD(x + i), m);
-        vd e1 = FN(exp_shifted)(VLOAD(x + i + VD_LANES), m);
-        vd e2 = FN(exp_shifted)(VLOAD(x + i + 2 * VD_LANES), m);
-        vd e3 = FN(exp_shifted)(VLOAD(x + i + 3 * VD_LANES), m);
-        FN(accumulate)(&s0, &c0, e0);
-        FN(accumulate)(&s1, &c1, e1);
-        FN(accumulate)(&s2, &c2, e2);
-        FN(accumulate)(&s3, &c3, e3);
+    for (; i + 4 * VD_LANES <= n; i += 4 * VD_LANES) {
+        vd e0 = FN(exp_shifted)(VLOAD(x + i), m, level);
+        vd e1 = FN(exp_shifted)(VLOAD(x + i + VD_LANES), m, level);
+        vd e2 = FN(exp_shifted)(VLOAD(x + i + 2 * VD_LANES), m, level);
+        vd e3 = FN(exp_shifted)(VLOAD(x + i + 3 * VD_LANES), m, level);
+        FN(accumulate)(&s, &c, e0, level);
+        FN(accumulate)(&s, &c, e1, level);
+        FN(accumulate)(&s, &c, e2, level);
+        FN(accumulate)(&s, &c, e3, level);
         if (store) {
             VSTORE(store + i, e0);
             VSTORE(store + i + VD_LANES, e1);
@@ -206,25 +237,31 @@ static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, doubl
             VSTORE(store + i + 3 * VD_LANES, e3);
         }
     }
-
-    /* The tail: fewer than FSM_PARTIALS elements, lanes past n left alone. */
-    vd s[ACCS_PER_VECTOR] = {s0, s1, s2, s3};
-    vd c[ACCS_PER_VECTOR] = {c0, c1, c2, c3};
-    for (int k = 0; i < n; i += VD_LANES, k++) {
+    for (; i < n; i += VD_LANES) {
         ptrdiff_t count = n - i < VD_LANES ? n - i : VD_LANES;
         vd v = count == VD_LANES ? VLOAD(x + i) : FN(load_partial)(x + i, count, -INFINITY);
-        vd e = FN(exp_shifted)(v, m);
-        FN(accumulate_lanes)(&s[k], &c[k], e, FN(lanes_below)(count));
+        vd e = FN(exp_shifted)(v, m, level);
+        /* Lanes past n are left alone, as a column lane past n would be. */
+        FN(accumulate_lanes)(&s, &c, e, FN(lanes_below)(count), level);
         if (store) {
             FN(store_partial)(store + i, count, e);
         }
     }
 
-    for (int k = 0; k < ACCS_PER_VECTOR; k++) {
-        for (int j = 0; j < VD_LANES; j++) {
-            sums[k * VD_LANES + j] = s[k][j];
-            compensations[k * VD_LANES + j] = c[k][j];
-        }
+    for (int j = 0; j < VD_LANES; j++) {
+        sums[j] = s[j];
+        compensations[j] = c[j];
+    }
+}
+
+static void FN(row_exp_sum)(const T *x, ptrdiff_t n, double max, T *store, double *sums,
+                            double *compensations, int level) {
+    if (level == FAST_SUM) {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_SUM);
+    } else if (level == FAST_EXP) {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FAST_EXP);
+    } else {
+        FN(row_exp_sum_body)(x, n, max, store, sums, compensations, FULL);
     }
 }
 
@@ -245,11 +282,11 @@ static void FN(row_exp_scale)(const T *x, ptrdiff_t n, double max, double scale,
     const vd m = vd_set(max), f = vd_set(scale);
     ptrdiff_t i = 0;
     for (; i + VD_LANES <= n; i += VD_LANES) {
-        VSTORE(out + i, FN(exp_shifted)(VLOAD(x + i), m) * f);
+        VSTORE(out + i, FN(exp_shifted)(VLOAD(x + i), m, FN(exp_level)(FSM_SOFTMAX)) * f);
     }
     if (i < n) {
         vd v = FN(load_partial)(x + i, n - i, -INFINITY);
-        FN(store_partial)(out + i, n - i, FN(exp_shifted)(v, m) * f);
+        FN(store_partial)(out + i, n - i, FN(exp_shifted)(v, m, FN(exp_level)(FSM_SOFTMAX)) * f);
     }
 }
 
@@ -304,13 +341,15 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
     double max;
     int has_nan = 0, has_inf = 0;
     int is_long = n > FSM_CHUNK;
+    int level = FN(exp_level)(op);
     fsm_sum sum = {0.0, 0.0};
 
     if (!is_long) {
         FN(row_max)(x, n, &max, &has_nan);
         has_inf = max == INFINITY;
         if (!has_nan && !has_inf && max != -INFINITY) {
-            FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations);
+            FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
+                            level);
             sum = fsm_reduce_partials(sums, compensations);
         }
     } else {
@@ -323,7 +362,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
             if (has_nan || has_inf || chunk_max == -INFINITY) {
                 continue;
             }
-            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations);
+            FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, level);
             fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
         }
     }
@@ -344,7 +383,11 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
     } else if (op == FSM_LOG_SOFTMAX) {
         FN(row_log)(x, n, max, log_sum, out);
     }
-    return max + log_sum;
+    double lse = max + log_sum;
+    if (PRECISE && op == FSM_LOGSUMEXP && fsm_logsumexp_cancels(log_sum, lse)) {
+        lse = fsm_logsumexp_precise((const char *)x, sizeof(T), n, max);
+    }
+    return lse;
 }
 
 /* --- Column mode: FSM_COLUMN_LANES slices side by side ---------------- */
@@ -353,6 +396,12 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out) {
  * The slices are columns: element i of lane j is at x + i * x_step + j *
  * sizeof(T). Each lane does exactly what slice() does for its column, in the
  * same order, one lane per vector element.
+ *
+ * Columns step through memory with a large stride, often a power of two that
+ * maps every row to the same cache sets. So each chunk of rows is first copied,
+ * a row of FSM_COLUMN_LANES elements at a time, into a contiguous tile; the
+ * maximum and sum passes then run on the tile in cache, and the output is
+ * written once.
  */
 typedef struct {
     const char *x;
@@ -361,6 +410,11 @@ typedef struct {
     ptrdiff_t out_step;
     ptrdiff_t lanes; /* 1 to FSM_COLUMN_LANES */
 } FN(column_block);
+
+#define TILE_STEP ((ptrdiff_t)(FSM_COLUMN_LANES * sizeof(T)))
+
+/* Rows ahead of the current one to prefetch in strided passes. */
+#define COLUMN_PREFETCH 16
 
 static inline vd FN(column_load)(const char *row, int v, ptrdiff_t lanes) {
     const T *p = (const T *)row + v * VD_LANES;
@@ -381,173 +435,299 @@ static inline void FN(column_store)(char *row, int v, ptrdiff_t lanes, vd value)
     }
 }
 
-/* Step 1: per-lane maxima and NaN flags over rows [start, start + len). */
-static void FN(column_max)(const FN(column_block) * b, ptrdiff_t start, ptrdiff_t len,
-                           double *max, int *has_nan) {
-    vd m[COLUMN_VECTORS];
-    vl nan[COLUMN_VECTORS];
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_set(-INFINITY);
-        nan[v] = (vl){0};
+static inline void FN(column_prefetch)(const char *row, ptrdiff_t lanes) {
+    for (ptrdiff_t byte = 0; byte < lanes * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(row + byte);
     }
-    for (ptrdiff_t i = start; i < start + len; i++) {
-        const char *row = b->x + i * b->x_step;
-        for (int v = 0; v < COLUMN_VECTORS; v++) {
-            vd a = FN(column_load)(row, v, b->lanes);
-            nan[v] |= a != a;
-            m[v] = vd_max(m[v], a);
+}
+
+static inline void FN(column_prefetch_write)(char *row, ptrdiff_t lanes) {
+    for (ptrdiff_t byte = 0; byte < lanes * (ptrdiff_t)sizeof(T); byte += 64) {
+        __builtin_prefetch(row + byte, 1);
+    }
+}
+
+/* Copy rows [start, start + len) of the block into the tile, zero-padded. */
+static void FN(column_copy)(const FN(column_block) * b, ptrdiff_t start, ptrdiff_t len,
+                            T *tile) {
+    const size_t bytes = (size_t)b->lanes * sizeof(T);
+    for (ptrdiff_t i = 0; i < len; i++) {
+        const char *row = b->x + (start + i) * b->x_step;
+        if (i + COLUMN_PREFETCH < len) {
+            FN(column_prefetch)(row + COLUMN_PREFETCH * b->x_step, b->lanes);
         }
-    }
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        for (int j = 0; j < VD_LANES; j++) {
-            max[v * VD_LANES + j] = m[v][j];
-            has_nan[v * VD_LANES + j] = nan[v][j] != 0;
+        if (b->lanes == FSM_COLUMN_LANES) {
+            memcpy(tile + i * FSM_COLUMN_LANES, row, FSM_COLUMN_LANES * sizeof(T));
+        } else {
+            memset(tile + i * FSM_COLUMN_LANES, 0, FSM_COLUMN_LANES * sizeof(T));
+            memcpy(tile + i * FSM_COLUMN_LANES, row, bytes);
         }
     }
 }
 
-/* Step 2: per-lane sums of exp(x - max) over rows [start, start + len). */
-static void FN(column_exp_sum)(const FN(column_block) * b, ptrdiff_t start, ptrdiff_t len,
-                               const double *max, int store, fsm_sum *sum) {
+/* Step 1: per-lane maxima and NaN flags over the first len rows of the tile. */
+static void FN(column_max)(const T *tile, ptrdiff_t len, vd *max, vl *nan) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        max[v] = vd_set(-INFINITY);
+        nan[v] = (vl){0};
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            vd a = VLOAD(tile + i * FSM_COLUMN_LANES + v * VD_LANES);
+            nan[v] |= a != a;
+            max[v] = vd_max(max[v], a);
+        }
+    }
+}
+
+/*
+ * Step 2: per-lane sums of exp(x - max) over the first len rows of the tile,
+ * reduced as fsm_reduce_partials() does, one lane per vector element. With
+ * `store`, the exponentials replace the tile's values.
+ */
+static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
+    T *tile, ptrdiff_t len, const vd *m, int store, vd *sum_hi, vd *sum_lo, int level) {
     vd s[FSM_PARTIALS][COLUMN_VECTORS], c[FSM_PARTIALS][COLUMN_VECTORS];
-    vd m[COLUMN_VECTORS];
 
     for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(max + v * VD_LANES);
         for (int k = 0; k < FSM_PARTIALS; k++) {
             s[k][v] = c[k][v] = vd_set(0.0);
         }
     }
     for (ptrdiff_t i = 0; i < len; i++) {
-        const char *row = b->x + (start + i) * b->x_step;
         int k = (int)(i % FSM_PARTIALS);
         for (int v = 0; v < COLUMN_VECTORS; v++) {
-            vd e = FN(exp_shifted)(FN(column_load)(row, v, b->lanes), m[v]);
-            FN(accumulate)(&s[k][v], &c[k][v], e);
+            T *p = tile + i * FSM_COLUMN_LANES + v * VD_LANES;
+            vd e = FN(exp_shifted)(VLOAD(p), m[v], level);
+            FN(accumulate)(&s[k][v], &c[k][v], e, level);
             if (store) {
-                FN(column_store)(b->out + (start + i) * b->out_step, v, b->lanes, e);
+                VSTORE(p, e);
             }
         }
     }
 
-    double sums[FSM_PARTIALS], compensations[FSM_PARTIALS];
-    for (ptrdiff_t lane = 0; lane < b->lanes; lane++) {
-        int v = (int)(lane / VD_LANES), j = (int)(lane % VD_LANES);
-        for (int k = 0; k < FSM_PARTIALS; k++) {
-            sums[k] = s[k][v][j];
-            compensations[k] = c[k][v][j];
+    /* The pairwise tree of fsm_reduce_partials(), lane-wise. */
+    for (int width = FSM_PARTIALS / 2; width >= 1; width /= 2) {
+        for (int k = 0; k < width; k++) {
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                vd a = s[k][v], b = s[k + width][v];
+                vd t = a + b;
+                vd b_part = t - a;
+                vd a_part = t - b_part;
+                vd err = (a - a_part) + (b - b_part);
+                s[k][v] = t;
+                c[k][v] = (c[k][v] + c[k + width][v]) + err;
+            }
         }
-        sum[lane] = fsm_reduce_partials(sums, compensations);
+    }
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        sum_hi[v] = s[0][v] + c[0][v];
+        sum_lo[v] = c[0][v] - (sum_hi[v] - s[0][v]);
     }
 }
 
-/* Step 3 for every lane at once: the column twin of the end of slice(). */
-static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
-                              const double *shift, const double *scale,
-                              const double *log_sum) {
-    vd m[COLUMN_VECTORS], f[COLUMN_VECTORS], l[COLUMN_VECTORS];
-    for (int v = 0; v < COLUMN_VECTORS; v++) {
-        m[v] = vd_load_f64(shift + v * VD_LANES);
-        f[v] = vd_load_f64(scale + v * VD_LANES);
-        l[v] = vd_load_f64(log_sum + v * VD_LANES);
+static void FN(column_exp_sum)(T *tile, ptrdiff_t len, const vd *max, int store, vd *sum_hi,
+                               vd *sum_lo, int level) {
+    if (level == FAST_SUM) {
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_SUM);
+    } else if (level == FAST_EXP) {
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FAST_EXP);
+    } else {
+        FN(column_exp_sum_body)(tile, len, max, store, sum_hi, sum_lo, FULL);
     }
+}
+
+/*
+ * Step 3 for every lane at once: the column twin of the end of slice(). Reads
+ * `source` rows (the tile's exponentials for short softmax, else x) and writes
+ * the block's output rows.
+ */
+static void FN(column_finish)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, int is_long,
+                              const char *source, ptrdiff_t source_step, const vd *m,
+                              const vd *f, const vd *l) {
     for (ptrdiff_t i = 0; i < n; i++) {
-        const char *x_row = b->x + i * b->x_step;
+        const char *source_row = source + i * source_step;
         char *out_row = b->out + i * b->out_step;
+        if (i + COLUMN_PREFETCH < n) {
+            if (is_long) {
+                FN(column_prefetch)(source_row + COLUMN_PREFETCH * source_step, b->lanes);
+            }
+            FN(column_prefetch_write)(out_row + COLUMN_PREFETCH * b->out_step, b->lanes);
+        }
         for (int v = 0; v < COLUMN_VECTORS; v++) {
+            vd value = FN(column_load)(source_row, v, b->lanes);
             vd result;
             if (op == FSM_LOG_SOFTMAX) {
-                result = (FN(column_load)(x_row, v, b->lanes) - m[v]) - l[v];
+                result = (value - m[v]) - l[v];
             } else if (is_long) {
-                result = FN(exp_shifted)(FN(column_load)(x_row, v, b->lanes), m[v]) * f[v];
+                result = FN(exp_shifted)(value, m[v], FN(exp_level)(FSM_SOFTMAX)) * f[v];
             } else {
-                result = FN(column_load)(out_row, v, b->lanes) * f[v];
+                result = value * f[v];
             }
             FN(column_store)(out_row, v, b->lanes, result);
         }
     }
 }
 
-/* The whole block: the column twin of slice(). */
-static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n) {
-    double max[FSM_COLUMN_LANES], shift[FSM_COLUMN_LANES];
-    double chunk_max[FSM_COLUMN_LANES];
-    double scale[FSM_COLUMN_LANES], log_sum[FSM_COLUMN_LANES];
-    int has_nan[FSM_COLUMN_LANES] = {0}, has_inf[FSM_COLUMN_LANES] = {0};
-    int chunk_nan[FSM_COLUMN_LANES], usable[FSM_COLUMN_LANES];
-    fsm_sum sum[FSM_COLUMN_LANES], chunk_sum[FSM_COLUMN_LANES];
-    int is_long = n > FSM_CHUNK;
+/* The lanes below `lanes` all ones, per vector of the block. */
+static inline vl FN(column_lanes_below)(int v, ptrdiff_t lanes) {
+    return FN(lanes_below)(lanes - v * VD_LANES);
+}
 
-    if (!is_long) {
-        FN(column_max)(b, 0, n, max, has_nan);
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            has_inf[lane] = max[lane] == INFINITY;
-            /* Special lanes are shifted by 0 so that the vector steps stay
-               harmless; special_slice() overwrites their results. */
-            shift[lane] = has_nan[lane] || !isfinite(max[lane]) ? 0.0 : max[lane];
-        }
-        FN(column_exp_sum)(b, 0, n, shift, op == FSM_SOFTMAX, sum);
-    } else {
-        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-            max[lane] = -INFINITY;
-            sum[lane].hi = sum[lane].lo = 0.0;
-        }
-        for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
-            ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
-            int any_usable = 0;
-            FN(column_max)(b, start, len, chunk_max, chunk_nan);
-            for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-                has_nan[lane] |= chunk_nan[lane];
-                has_inf[lane] |= chunk_max[lane] == INFINITY;
-                usable[lane] = !has_nan[lane] && !has_inf[lane] && chunk_max[lane] != -INFINITY;
-                shift[lane] = usable[lane] ? chunk_max[lane] : 0.0;
-                any_usable |= usable[lane];
-            }
-            if (!any_usable) {
+/*
+ * Special lanes (NaN, +inf, or a maximum of -inf) and lanes past the block
+ * are marked in `special`; special_slice() writes their results last.
+ */
+static void FN(column_special_lanes)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                                     const vl *special, const vl *nan, const vl *inf,
+                                     const vd *max) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || !special[v][j]) {
                 continue;
             }
-            FN(column_exp_sum)(b, start, len, shift, 0, chunk_sum);
-            for (int lane = 0; lane < b->lanes; lane++) {
-                if (usable[lane]) {
-                    fsm_combine_chunk(&max[lane], &sum[lane], chunk_max[lane], chunk_sum[lane]);
-                }
+            double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
+                                           b->out + lane * sizeof(T), b->out_step, nan[v][j] != 0,
+                                           inf[v][j] ? INFINITY : max[v][j]);
+            if (op == FSM_LOGSUMEXP) {
+                *((T *)b->out + lane) = (T)lse;
             }
-        }
-    }
-
-    int special[FSM_COLUMN_LANES];
-    for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
-        special[lane] = lane >= b->lanes || has_nan[lane] || has_inf[lane] ||
-                        max[lane] == -INFINITY;
-        shift[lane] = special[lane] ? 0.0 : max[lane];
-        scale[lane] = special[lane] ? 0.0 : 1.0 / (sum[lane].hi + sum[lane].lo);
-        log_sum[lane] = special[lane] ? 0.0 : fsm_log_sum(sum[lane]);
-    }
-
-    if (op == FSM_LOGSUMEXP) {
-        for (int lane = 0; lane < b->lanes; lane++) {
-            *((T *)b->out + lane) = (T)(max[lane] + log_sum[lane]);
-        }
-    } else {
-        FN(column_finish)(op, b, n, is_long, shift, scale, log_sum);
-    }
-
-    for (int lane = 0; lane < b->lanes; lane++) {
-        if (!special[lane]) {
-            continue;
-        }
-        double lse = FN(special_slice)(op, b->x + lane * sizeof(T), b->x_step, n,
-                                       b->out + lane * sizeof(T), b->out_step, has_nan[lane],
-                                       has_inf[lane] ? INFINITY : max[lane]);
-        if (op == FSM_LOGSUMEXP) {
-            *((T *)b->out + lane) = (T)lse;
         }
     }
 }
 
+/* Step 3: scale, log_sum and, for logsumexp, the result of every lane. */
+static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t n,
+                               const vl *special, const vd *max, const vd *sum_hi,
+                               const vd *sum_lo, vd *scale, vd *log_sum) {
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        scale[v] = vd_select(special[v], vd_set(0.0), vd_set(1.0) / (sum_hi[v] + sum_lo[v]));
+        log_sum[v] = vd_set(0.0);
+        if (op == FSM_SOFTMAX) {
+            continue;
+        }
+        for (int j = 0; j < VD_LANES; j++) {
+            if (!special[v][j]) {
+                fsm_sum sum = {sum_hi[v][j], sum_lo[v][j]};
+                log_sum[v][j] = fsm_log_sum(sum);
+            }
+        }
+        if (op != FSM_LOGSUMEXP) {
+            continue;
+        }
+        vd lse = max[v] + log_sum[v];
+        for (int j = 0; j < VD_LANES; j++) {
+            ptrdiff_t lane = v * VD_LANES + j;
+            if (lane >= b->lanes || special[v][j]) {
+                continue;
+            }
+            double value = lse[j];
+            if (PRECISE && fsm_logsumexp_cancels(log_sum[v][j], value)) {
+                value = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[v][j]);
+            }
+            *((T *)b->out + lane) = (T)value;
+        }
+    }
+}
+
+/* The whole block: the column twin of slice(). tile holds FSM_CHUNK rows. */
+static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
+    vd max[COLUMN_VECTORS], shift[COLUMN_VECTORS], sum_hi[COLUMN_VECTORS],
+        sum_lo[COLUMN_VECTORS];
+    vd scale[COLUMN_VECTORS], log_sum[COLUMN_VECTORS];
+    vl nan[COLUMN_VECTORS], inf[COLUMN_VECTORS], special[COLUMN_VECTORS];
+    int is_long = n > FSM_CHUNK;
+    int level = FN(exp_level)(op);
+
+    if (!is_long) {
+        FN(column_copy)(b, 0, n, tile);
+        FN(column_max)(tile, n, max, nan);
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            inf[v] = max[v] == vd_set(INFINITY);
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
+            /* Special lanes are shifted by 0 so that the vector steps stay
+               harmless; special_slice() overwrites their results. */
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
+        }
+        FN(column_exp_sum)(tile, n, shift, op == FSM_SOFTMAX, sum_hi, sum_lo, level);
+    } else {
+        double lane_max[FSM_COLUMN_LANES];
+        fsm_sum lane_sum[FSM_COLUMN_LANES];
+        for (int lane = 0; lane < FSM_COLUMN_LANES; lane++) {
+            lane_max[lane] = -INFINITY;
+            lane_sum[lane].hi = lane_sum[lane].lo = 0.0;
+        }
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            nan[v] = inf[v] = (vl){0};
+        }
+        for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
+            ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+            vd chunk_max[COLUMN_VECTORS], chunk_shift[COLUMN_VECTORS];
+            vl chunk_nan[COLUMN_VECTORS], usable[COLUMN_VECTORS];
+            vd chunk_hi[COLUMN_VECTORS], chunk_lo[COLUMN_VECTORS];
+            int any_usable = 0;
+            FN(column_copy)(b, start, len, tile);
+            FN(column_max)(tile, len, chunk_max, chunk_nan);
+            for (int v = 0; v < COLUMN_VECTORS; v++) {
+                nan[v] |= chunk_nan[v];
+                inf[v] |= chunk_max[v] == vd_set(INFINITY);
+                usable[v] = ~(nan[v] | inf[v] | (chunk_max[v] == vd_set(-INFINITY)));
+                chunk_shift[v] = vd_select(usable[v], chunk_max[v], vd_set(0.0));
+                any_usable |= FN(any_lane)(usable[v]);
+            }
+            if (!any_usable) {
+                continue;
+            }
+            FN(column_exp_sum)(tile, len, chunk_shift, 0, chunk_hi, chunk_lo, level);
+            for (int lane = 0; lane < b->lanes; lane++) {
+                int v = lane / VD_LANES, j = lane % VD_LANES;
+                if (usable[v][j]) {
+                    fsm_sum chunk = {chunk_hi[v][j], chunk_lo[v][j]};
+                    fsm_combine_chunk(&lane_max[lane], &lane_sum[lane], chunk_max[v][j], chunk);
+                }
+            }
+        }
+        for (int v = 0; v < COLUMN_VECTORS; v++) {
+            max[v] = vd_load_f64(lane_max + v * VD_LANES);
+            for (int j = 0; j < VD_LANES; j++) {
+                sum_hi[v][j] = lane_sum[v * VD_LANES + j].hi;
+                sum_lo[v][j] = lane_sum[v * VD_LANES + j].lo;
+            }
+            special[v] = nan[v] | inf[v] | (max[v] == vd_set(-INFINITY)) |
+                         ~FN(column_lanes_below)(v, b->lanes);
+            shift[v] = vd_select(special[v], vd_set(0.0), max[v]);
+        }
+    }
+
+    FN(column_results)(op, b, n, special, max, sum_hi, sum_lo, scale, log_sum);
+    if (op != FSM_LOGSUMEXP) {
+        if (is_long) {
+            FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
+        } else {
+            FN(column_finish)(op, b, n, is_long, (const char *)tile, TILE_STEP, shift, scale,
+                              log_sum);
+        }
+    }
+
+    int any_special = 0;
+    for (int v = 0; v < COLUMN_VECTORS; v++) {
+        any_special |= FN(any_lane)(special[v] & FN(column_lanes_below)(v, b->lanes));
+    }
+    if (any_special) {
+        FN(column_special_lanes)(op, b, n, special, nan, inf, max);
+    }
+}
+
+#undef TILE_STEP
+
 /* --- Entry point -------------------------------------------------------- */
 
-/* Compute work units [begin, end) of `call`; scratch holds 2 n elements. */
+/*
+ * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
+ * gather mode and FSM_CHUNK * FSM_COLUMN_LANES in column mode.
+ */
 static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
                    void *scratch) {
     const ptrdiff_t n = call->n;
@@ -560,7 +740,7 @@ static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff
 
         if (mode == FSM_MODE_COLUMNS) {
             FN(column_block) block = {x, call->x_step, out, call->out_step, lanes};
-            FN(column_slices)(call->op, &block, n);
+            FN(column_slices)(call->op, &block, n, (T *)scratch);
         } else if (mode == FSM_MODE_ROWS) {
             double lse = FN(slice)(call->op, (const T *)x, n,
                                    call->op == FSM_LOGSUMEXP ? NULL : (T *)out);

@@ -28,7 +28,7 @@ __all__ = ["softmax", "log_softmax", "logsumexp"]
 def _result_dtype(x):
     """Return the dtype results are computed and returned in, or raise TypeError."""
     kind = x.dtype.kind
-    if x.dtype in (np.float16, np.float32, np.float64):
+    if kind == "f" and x.dtype.itemsize in (2, 4, 8):
         return x.dtype.newbyteorder("=")
     if kind in "biu":
         return np.dtype(np.float64)
@@ -77,7 +77,13 @@ def _prepare(x, axis, where):
         where = np.asarray(where)
         if where.dtype != np.bool_:
             raise TypeError(f"where must be a boolean array, got dtype {where.dtype}")
-        where = np.broadcast_to(where, work.shape)
+        try:
+            where = np.broadcast_to(where, work.shape)
+        except ValueError:
+            raise ValueError(
+                f"where has shape {where.shape}, which cannot be broadcast to "
+                f"the shape of x, {work.shape}"
+            ) from None
         work = np.where(where, work, -np.inf).astype(work_dtype)
     return work, axes, dtype
 
