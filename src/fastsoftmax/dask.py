@@ -105,6 +105,15 @@ def _normalize_axes(axis, ndim):
     return tuple(sorted(axes))
 
 
+def _task_threads(threads):
+    """Return the kernel threads of one task: 1 unless ``threads`` is given.
+
+    Dask already runs one task per core, so more kernel threads per task would
+    oversubscribe the cores.
+    """
+    return 1 if threads is None else threads
+
+
 def _check_threads(threads):
     if threads is None:
         return
@@ -431,8 +440,9 @@ def softmax(x, axis=-1, *, where=None, out=None, threads=None):
         Dask array of the result's shape and dtype; following Dask's convention
         it is rebound to the result's graph and returned.
     threads : int, optional
-        Threads of each C kernel call inside one Dask task; the chunk-spanning
-        path runs in NumPy and ignores it.
+        Threads of each C kernel call inside one Dask task. None means 1,
+        because Dask runs tasks in parallel already. The chunk-spanning path
+        runs in NumPy and ignores it.
 
     Returns
     -------
@@ -457,7 +467,12 @@ def softmax(x, axis=-1, *, where=None, out=None, threads=None):
         )
     else:
         result = _map_core(
-            fastsoftmax.softmax, x, where, dtype, axis=axes, threads=threads
+            fastsoftmax.softmax,
+            x,
+            where,
+            dtype,
+            axis=axes,
+            threads=_task_threads(threads),
         )
     return _store(result.reshape(shape), out)
 
@@ -480,8 +495,9 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
         Dask array of the result's shape and dtype; following Dask's convention
         it is rebound to the result's graph and returned.
     threads : int, optional
-        Threads of each C kernel call inside one Dask task; the chunk-spanning
-        path runs in NumPy and ignores it.
+        Threads of each C kernel call inside one Dask task. None means 1,
+        because Dask runs tasks in parallel already. The chunk-spanning path
+        runs in NumPy and ignores it.
 
     Returns
     -------
@@ -506,7 +522,12 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
         )
     else:
         result = _map_core(
-            fastsoftmax.log_softmax, x, where, dtype, axis=axes, threads=threads
+            fastsoftmax.log_softmax,
+            x,
+            where,
+            dtype,
+            axis=axes,
+            threads=_task_threads(threads),
         )
     return _store(result.reshape(shape), out)
 
@@ -530,8 +551,9 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
         Dask array of the result's shape and dtype; following Dask's convention
         it is rebound to the result's graph and returned.
     threads : int, optional
-        Threads of each C kernel call inside one Dask task; the chunk-spanning
-        path runs in NumPy and ignores it.
+        Threads of each C kernel call inside one Dask task. None means 1,
+        because Dask runs tasks in parallel already. The chunk-spanning path
+        runs in NumPy and ignores it.
 
     Returns
     -------
@@ -571,7 +593,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
             dtype,
             axis=axes,
             keepdims=True,
-            threads=threads,
+            threads=_task_threads(threads),
             chunks=kept_chunks,
         )
         if not keepdims:
@@ -813,7 +835,8 @@ def attention(
         Dask array of the output's shape and dtype; following Dask's convention
         it is rebound to the result's graph and returned.
     threads : int, optional
-        Threads of each C kernel call inside one Dask task.
+        Threads of each C kernel call inside one Dask task. None means 1,
+        because Dask runs tasks in parallel already.
 
     Returns
     -------
@@ -880,7 +903,7 @@ def attention(
                     mask_block,
                     reach=reach,
                     scale=scale,
-                    threads=threads,
+                    threads=_task_threads(threads),
                     dtype=compute_dtype,
                 )
             )
