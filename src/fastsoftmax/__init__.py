@@ -11,6 +11,7 @@ from ._api import (  # noqa: E402
     show_config,
     softmax,
 )
+from ._merge import merge_attention  # noqa: E402
 from .attention import attention  # noqa: E402
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "attention",
+    "merge_attention",
     "get_config",
     "show_config",
     "set_simd",
