@@ -1,7 +1,7 @@
 /*
  * Dispatcher: picks the SIMD path and the walking mode of a call, splits its
- * work units over OpenMP threads, and holds the scalar steps that every path
- * shares.
+ * work units over OpenMP threads, and defines the scalar steps that every
+ * path shares.
  *
  * Threads take contiguous ranges of whole slices (or column blocks), and a
  * slice is always computed by one thread with a fixed order of operations, so
@@ -89,9 +89,9 @@ static ptrdiff_t item_size(const fsm_call *call) {
 }
 
 /*
- * Rows when slices are contiguous and unmasked; columns when they lie side by
- * side along a contiguous last outer dimension of at least 4 slices; else
- * gather. Masked slices are always gathered, because gathering is also what
+ * Rows when slices are contiguous and unmasked. Columns when they lie side by
+ * side along a contiguous last outer dimension of at least 4 slices. Gather
+ * otherwise, and always for masked slices, because gathering is also what
  * replaces excluded entries by -inf.
  */
 static fsm_mode choose_mode(const fsm_call *call) {

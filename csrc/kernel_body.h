@@ -157,8 +157,8 @@ static inline vl FN(lanes_below)(ptrdiff_t count) {
 /*
  * Add e to the partial sums s, collecting the rounding errors in c (TwoSum, so
  * s + c is the sum up to the rounding of c). Kahan's cheaper update would
- * lose c when a 1 is added to a small partial sum; log_softmax and logsumexp
- * near 0 need the small terms of 1 + small kept to full precision. float32
+ * lose c when a 1 is added to a small partial sum, and log_softmax and
+ * logsumexp near 0 need the small terms of 1 + small to full precision. float32
  * softmax (level FAST_SUM) needs only the sum's leading digits and adds
  * plainly.
  */
@@ -203,9 +203,9 @@ static int FN(any_lane)(vl v) {
 /*
  * The slice computed after this one. A short slice spends most of its time
  * in the exponential step, which is bound by arithmetic, so that step pulls
- * the next slice's input (and output) into cache meanwhile; otherwise the
- * next maximum step would wait for memory, which hardware prefetchers do not
- * anticipate across slices.
+ * the next slice's input and output into cache meanwhile. Without it the next
+ * maximum step would wait for memory, because hardware prefetchers do not
+ * anticipate the jump to the next slice.
  */
 typedef struct {
     const T *x;
@@ -468,7 +468,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
  *
  * Columns step through memory with a large stride, often a power of two that
  * maps every row to the same cache sets. So each chunk of rows is first copied,
- * a row of COLUMN_LANES elements at a time, into a contiguous tile; the
+ * a row of COLUMN_LANES elements at a time, into a contiguous tile. The
  * maximum and sum passes then run on the tile in cache, and the output is
  * written once.
  */
@@ -774,7 +774,7 @@ static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t 
     }
 }
 
-/* The whole block: the column twin of slice(). tile holds FSM_CHUNK rows. */
+/* The whole block: the column twin of slice(). tile has room for FSM_CHUNK rows. */
 static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
     vd max[COLUMN_VECTORS], shift[COLUMN_VECTORS], sum_hi[COLUMN_VECTORS],
         sum_lo[COLUMN_VECTORS];
@@ -869,7 +869,7 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
 
 /*
  * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
- * gather mode and FSM_CHUNK * COLUMN_LANES in column mode.
+ * gather mode and FSM_CHUNK * COLUMN_LANES in column mode (its size in bytes).
  */
 static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
                    void *scratch) {

@@ -4,9 +4,9 @@
  * Included once per SIMD path, after vec.h.
  *
  * Accuracy. x - max is split exactly into hi + lo (TwoSum), so the argument of
- * exp carries no rounding error; exp(r) comes from a degree-7 Taylor
- * polynomial (truncation below 2^-27) evaluated in float, about 1 ulp; the
- * exponentials are summed in double. Each output is exp * (float)(1 / sum),
+ * exp carries no rounding error. exp(r) comes from a degree-7 Taylor
+ * polynomial (truncation below 2^-27) evaluated in float, within about 1 ulp,
+ * and the exponentials are summed in double. Each output is exp * (float)(1 / sum),
  * within about 2.5 ulp in all. float32 log_softmax and logsumexp keep the
  * double path: they need the small terms of their sums more exactly.
  *

@@ -5,9 +5,9 @@
  *
  * Plain arithmetic comes from the vector extensions. The two operations they
  * lack, fused multiply-add and maximum, use intrinsics where the path has them.
- * The generic path multiplies and adds in two roundings instead; the build
- * turns off floating-point contraction, so every path computes exactly what
- * its source says.
+ * The generic path multiplies and adds in two roundings instead. The build
+ * turns off floating-point contraction, so every path computes exactly the
+ * operations its source spells out.
  */
 #ifndef FASTSOFTMAX_VEC_H
 #define FASTSOFTMAX_VEC_H
