@@ -868,8 +868,9 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
 /* --- Entry point -------------------------------------------------------- */
 
 /*
- * Compute work units [begin, end) of `call`. scratch holds 2 n elements in
- * gather mode and FSM_CHUNK * COLUMN_LANES in column mode (its size in bytes).
+ * Compute work units [begin, end) of `call`. scratch has room for 2 n
+ * elements in gather mode, and for FSM_CHUNK rows of COLUMN_LANES elements in
+ * column mode.
  */
 static int FN(run)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin, ptrdiff_t end,
                    void *scratch) {
