@@ -189,6 +189,20 @@ fsm_sum fsm_reduce_partials(const double *sums, const double *compensations) {
     return normalize(hi[0], lo[0]);
 }
 
+fsm_sum fsm_reduce_partials_plain(const double *sums) {
+    double tree[FSM_PARTIALS];
+
+    for (int k = 0; k < FSM_PARTIALS; k++) {
+        tree[k] = sums[k];
+    }
+    for (int width = FSM_PARTIALS / 2; width >= 1; width /= 2) {
+        for (int k = 0; k < width; k++) {
+            tree[k] += tree[k + width];
+        }
+    }
+    return normalize(tree[0], 0.0);
+}
+
 /* exp(a - b) for a <= b, with a - b taken exactly. */
 static double exp_difference(double a, double b) {
     double lo;

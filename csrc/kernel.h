@@ -58,6 +58,10 @@ typedef struct {
  */
 fsm_sum fsm_reduce_partials(const double *sums, const double *compensations);
 
+/* The same tree without error terms, for sums that need only their leading
+   digits (float32 softmax). */
+fsm_sum fsm_reduce_partials_plain(const double *sums);
+
 /*
  * Fold the sum `chunk` of exp(x - chunk_max) over one chunk into the running
  * (*max, *sum) of exp(x - *max). Both maxima must be finite.

@@ -402,11 +402,12 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
                 row_exp_sum_float((const float *)x, n, max, (float *)out, sums,
                                   next ? (const float *)next->x : NULL,
                                   next ? (float *)next->out : NULL);
+                sum = fsm_reduce_partials_plain(sums);
             } else {
                 FN(row_exp_sum)(x, n, max, op == FSM_SOFTMAX ? out : NULL, sums, compensations,
                                 next, level);
+                sum = fsm_reduce_partials(sums, compensations);
             }
-            sum = fsm_reduce_partials(sums, compensations);
         }
     } else {
         max = -INFINITY;
@@ -422,13 +423,16 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
             if (has_nan || has_inf || chunk_max == -INFINITY) {
                 continue;
             }
+            fsm_sum chunk;
             if (in_float) {
                 row_exp_sum_float((const float *)(x + start), len, chunk_max, NULL, sums, NULL,
                                   NULL);
+                chunk = fsm_reduce_partials_plain(sums);
             } else {
                 FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
+                chunk = fsm_reduce_partials(sums, compensations);
             }
-            fsm_combine_chunk(&max, &sum, chunk_max, fsm_reduce_partials(sums, compensations));
+            fsm_combine_chunk(&max, &sum, chunk_max, chunk);
         }
     }
 
@@ -607,10 +611,15 @@ static inline __attribute__((always_inline)) void FN(column_exp_sum_body)(
         }
     }
 
-    /* The pairwise tree of fsm_reduce_partials(), lane-wise. */
+    /* The pairwise tree of fsm_reduce_partials() or, for FAST_SUM, of
+       fsm_reduce_partials_plain(), lane-wise. */
     for (int width = FSM_PARTIALS / 2; width >= 1; width /= 2) {
         for (int k = 0; k < width; k++) {
             for (int v = 0; v < COLUMN_VECTORS; v++) {
+                if (level == FAST_SUM) {
+                    s[k][v] += s[k + width][v];
+                    continue;
+                }
                 vd a = s[k][v], b = s[k + width][v];
                 vd t = a + b;
                 vd b_part = t - a;
