@@ -244,16 +244,18 @@ double fsm_log_sum(fsm_sum sum) {
     return log(sum.hi) + sum.lo / sum.hi;
 }
 
-/* --- float64 logsumexp when max + log(sum) cancels ------------------------ */
+/* --- logsumexp when max + log(sum) cancels --------------------------------- */
 
 /*
  * When the maximum is negative and log(sum) nearly cancels it, the fast
  * result carries an absolute error of about one ulp of log(sum), which can be
  * many ulp of a result near 0. Such slices are summed again in double-double
  * arithmetic, with an absolute error near 2^-100 * log(sum): within 4 ulp for
- * results down to about 2^-46 * log(sum).
- * NOTE: results even closer to 0 (such as the logsumexp of log-probabilities
- * that sum to 1 in exact arithmetic) keep only that absolute accuracy.
+ * float64 results down to about 2^-46 * log(sum), and for float32 results
+ * down to about 2^-78 * log(sum).
+ * NOTE: float64 results even closer to 0 (such as the logsumexp of
+ * log-probabilities that sum to 1 in exact arithmetic) keep only that
+ * absolute accuracy.
  * The cost, a few hundred flops per element, is paid only by those slices.
  */
 
@@ -337,17 +339,21 @@ static double_double dd_exp(double_double a) {
     return dd_scale(dd_scale(result, half), (int)k - half);
 }
 
-int fsm_logsumexp_cancels(double log_sum, double lse) {
-    /* The fast result's relative error is that of log_sum times
-       log_sum / |lse|; past 1.5 it could exceed the 4 ulp bound. */
-    return log_sum > 1.5 * fabs(lse);
+int fsm_logsumexp_cancels(double log_sum, double lse, fsm_dtype dtype) {
+    /* The fast result's relative error is that of log_sum (about 2^-52)
+       times log_sum / |lse|. For float64 past 1.5 that could exceed the
+       4 ulp bound; float32 has 29 bits to spare, and 2^24 leaves a margin. */
+    double limit = dtype == FSM_FLOAT64 ? 1.5 : 0x1p24;
+    return log_sum > limit * fabs(lse);
 }
 
-double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max) {
+double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max,
+                             fsm_dtype dtype) {
     double_double sum = {0.0, 0.0};
 
     for (ptrdiff_t i = 0; i < n; i++) {
-        double value = *(const double *)(x + i * step);
+        double value = dtype == FSM_FLOAT64 ? *(const double *)(x + i * step)
+                                            : (double)*(const float *)(x + i * step);
         double_double shifted;
         shifted.hi = two_sum(value, -max, &shifted.lo);
         sum = dd_add(sum, dd_exp(shifted));

@@ -72,12 +72,13 @@ void fsm_combine_chunk(double *max, fsm_sum *sum, double chunk_max, fsm_sum chun
 double fsm_log_sum(fsm_sum sum);
 
 /*
- * float64 logsumexp of a slice whose max + log(sum) cancels: whether the fast
- * result `lse` needs it, and the slice's value from a double-double sum.
- * x is byte-strided; excluded entries must already be -inf.
+ * logsumexp of a slice whose max + log(sum) cancels: whether the fast result
+ * `lse` of a `dtype` slice needs it, and the slice's value from a
+ * double-double sum. x is byte-strided; excluded entries must already be -inf.
  */
-int fsm_logsumexp_cancels(double log_sum, double lse);
-double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max);
+int fsm_logsumexp_cancels(double log_sum, double lse, fsm_dtype dtype);
+double fsm_logsumexp_precise(const char *x, ptrdiff_t step, ptrdiff_t n, double max,
+                             fsm_dtype dtype);
 
 typedef int (*fsm_kernel_fn)(const fsm_call *call, fsm_mode mode, ptrdiff_t begin,
                              ptrdiff_t end, void *scratch);

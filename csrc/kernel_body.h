@@ -5,7 +5,8 @@
  *   T        the element type, float or double;
  *   FN(name) the name of a function for this element type;
  *   VLOAD, VSTORE  vd_load_f32/vd_store_f32 or their float64 twins;
- *   PRECISE  1 for float64, 0 for float32.
+ *   PRECISE  1 for float64, 0 for float32;
+ *   DTYPE    FSM_FLOAT64 or FSM_FLOAT32.
  *
  * Design. Every slice is computed in double precision: find the maximum,
  * exponentiate the shifted values while summing them, then normalise. The
@@ -19,9 +20,9 @@
  * Error bound, for slices of up to 2^20 elements, against the correctly
  * rounded exact value: every output within 4 ulp of its dtype. Measured
  * maxima: float32 softmax 2.3 ulp, float32 log_softmax and logsumexp 0.6,
- * float64 2.7. A float64 logsumexp whose max + log(sum) cancels is summed
- * again in double-double arithmetic (fsm_logsumexp_precise(), which states
- * its own limit for results very near 0).
+ * float64 2.7. A logsumexp whose max + log(sum) cancels is summed again in
+ * double-double arithmetic (fsm_logsumexp_precise(), which states its own
+ * limit for float64 results very near 0).
  *
  * Slices of at most FSM_CHUNK elements stay in cache: the exponentials are
  * stored in the output and rescaled in place. Longer slices are summed chunk
@@ -457,8 +458,8 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
         FN(row_log)(x, n, max, log_sum, out);
     }
     double lse = max + log_sum;
-    if (PRECISE && op == FSM_LOGSUMEXP && fsm_logsumexp_cancels(log_sum, lse)) {
-        lse = fsm_logsumexp_precise((const char *)x, sizeof(T), n, max);
+    if (op == FSM_LOGSUMEXP && fsm_logsumexp_cancels(log_sum, lse, DTYPE)) {
+        lse = fsm_logsumexp_precise((const char *)x, sizeof(T), n, max, DTYPE);
     }
     return lse;
 }
@@ -775,8 +776,9 @@ static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t 
                 continue;
             }
             double value = lse[j];
-            if (PRECISE && fsm_logsumexp_cancels(log_sum[v][j], value)) {
-                value = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[v][j]);
+            if (fsm_logsumexp_cancels(log_sum[v][j], value, DTYPE)) {
+                value = fsm_logsumexp_precise(b->x + lane * sizeof(T), b->x_step, n, max[v][j],
+                                              DTYPE);
             }
             *((T *)b->out + lane) = (T)value;
         }

@@ -14,23 +14,27 @@
 #define VLOAD vd_load_f32
 #define VSTORE vd_store_f32
 #define PRECISE 0
+#define DTYPE FSM_FLOAT32
 #include "kernel_body.h"
 #undef T
 #undef FN
 #undef VLOAD
 #undef VSTORE
 #undef PRECISE
+#undef DTYPE
 
 #define T double
 #define FN(name) name##_f64
 #define VLOAD vd_load_f64
 #define VSTORE vd_store_f64
 #define PRECISE 1
+#define DTYPE FSM_FLOAT64
 #include "kernel_body.h"
 #undef T
 #undef FN
 #undef VLOAD
 #undef VSTORE
 #undef PRECISE
+#undef DTYPE
 
 #endif /* FASTSOFTMAX_KERNEL_INSTANCES_H */

@@ -183,6 +183,29 @@ def test_logsumexp_of_log_probabilities(rng, dtype, n):
     mpmath_check_rows("logsumexp", rows)
 
 
+def test_float32_logsumexp_deep_cancellation(rng):
+    # float32 log-probabilities whose logsumexp lies 2**-30 or more below
+    # log(sum), beyond what a double max + log(sum) can resolve.
+    rows = [
+        np.array(
+            [-0.9366455078125, -1.9336506128311157, -1.3411542177200317, -1.6],
+            np.float32,
+        )
+    ]
+    rows[0][3] = np.float32(-1.5999990701675415)
+    for n in rng.integers(2, 40, size=3000):
+        row = np.log(rng.dirichlet(np.ones(n))).astype(np.float32)
+        wide = row.astype(np.float64)
+        approx = wide.max() + np.log(np.exp(wide - wide.max()).sum())
+        if abs(approx) < 2.0**-30:
+            rows.append(row)
+    assert len(rows) > 5
+    for row in rows:
+        got = fast_function("logsumexp")(row)
+        exact = np.asarray(mpmath_oracle("logsumexp", row))
+        assert_within_ulp(np.asarray(got), exact, ACCURACY_ULP, x=row)
+
+
 NEAR_ZERO_SLICES = {
     "0,-20": [0.0, -20.0],
     "0,-40": [0.0, -40.0],
