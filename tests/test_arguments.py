@@ -449,3 +449,27 @@ def test_logsumexp_out_with_where_and_keepdims(rng):
 
     assert returned is out
     assert_matches_reference("logsumexp", out, expected, x, 36, np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_masked_array_entries_are_excluded(name):
+    data = np.array([[1.0, 2.0, 100.0], [3.0, -1.0, 0.5]])
+    mask = np.array([[False, False, True], [True, False, False]])
+    got = fast_function(name)(np.ma.array(data, mask=mask))
+    expected = fast_function(name)(data, where=~mask)
+    assert type(got) is np.ndarray
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(
+        reference_function(name)(np.ma.array(data, mask=mask)),
+        reference_function(name)(data, where=~mask),
+    )
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_masked_array_combines_with_where(name):
+    data = np.array([1.0, 2.0, 3.0, 4.0])
+    masked = np.ma.array(data, mask=[True, False, False, False])
+    where = np.array([True, True, False, True])
+    got = fast_function(name)(masked, where=where)
+    expected = fast_function(name)(data, where=np.array([False, True, False, True]))
+    np.testing.assert_array_equal(got, expected)

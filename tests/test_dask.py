@@ -598,3 +598,18 @@ def test_attention_rejects_one_dimensional_k():
     q = da.ones((4, 8))
     with pytest.raises(ValueError, match="k must have at least 2 dimensions"):
         fd.attention(q, da.ones(8), q)
+
+
+def test_dask_accepts_byte_swapped_floats():
+    data = np.arange(6.0).astype(">f8")
+    expected = fastsoftmax.softmax(data)
+    within_chunk = fd.softmax(da.from_array(data, chunks=6)).compute()
+    spanning = fd.softmax(da.from_array(data, chunks=3)).compute()
+    np.testing.assert_array_equal(within_chunk, expected)
+    np.testing.assert_allclose(spanning, expected, rtol=4 * np.finfo(np.float64).eps)
+
+
+def test_dask_unknown_chunks_raise():
+    x = da.from_array(np.arange(6.0), chunks=3)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        fd.softmax(x[x > 2])

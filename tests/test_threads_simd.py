@@ -278,3 +278,30 @@ def test_config_keys():
     config = fastsoftmax.get_config()
     expected = {"simd", "simd_supported", "openmp", "threads", "version"}
     assert expected <= set(config)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+def test_invalid_thread_environment_uses_cpu_count(value):
+    default = config_in_subprocess({})["threads"]
+    config = config_in_subprocess({"FASTSOFTMAX_NUM_THREADS": value})
+    assert config["threads"] == default
+
+
+def test_invalid_simd_environment_keeps_best_path():
+    best = config_in_subprocess({})["simd"]
+    config = config_in_subprocess({"FASTSOFTMAX_SIMD": "sse"})
+    assert config["simd"] == best
+
+
+def test_set_simd_ignores_letter_case():
+    name = fastsoftmax.get_config()["simd"]
+    previous = fastsoftmax.set_simd(name.upper())
+    try:
+        assert fastsoftmax.get_config()["simd"] == name
+    finally:
+        fastsoftmax.set_simd(previous)
+
+
+def test_set_simd_rejects_non_string():
+    with pytest.raises(TypeError, match="name"):
+        fastsoftmax.set_simd(2)

@@ -36,33 +36,63 @@ _KERNEL_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
 # --- Configuration ------------------------------------------------------------
 
 
-def _default_threads():
-    """Return FASTSOFTMAX_NUM_THREADS, else the number of CPUs this process may use."""
-    value = os.environ.get("FASTSOFTMAX_NUM_THREADS", "").strip()
-    if value:
-        try:
-            threads = int(value)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise ValueError(
-                f"FASTSOFTMAX_NUM_THREADS must be a positive integer, got {value!r}"
-            )
-        return threads
+_warned_settings = set()
+
+
+def _warn_once(message, *args):
+    """Log a warning about an environment setting once per distinct message."""
+    key = message % args
+    if key not in _warned_settings:
+        _warned_settings.add(key)
+        logger.warning(message, *args)
+
+
+def _cpu_count():
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
 
 
+def _default_threads():
+    """Return FASTSOFTMAX_NUM_THREADS, else the number of CPUs this process may use.
+
+    An invalid FASTSOFTMAX_NUM_THREADS is logged once and ignored, as an
+    unsupported FASTSOFTMAX_SIMD is.
+    """
+    value = os.environ.get("FASTSOFTMAX_NUM_THREADS", "").strip()
+    if not value:
+        return _cpu_count()
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        _warn_once(
+            "FASTSOFTMAX_NUM_THREADS=%r is not a positive integer; using %d threads",
+            value,
+            _cpu_count(),
+        )
+        return _cpu_count()
+    return min(threads, 1024)
+
+
 def _apply_simd_env():
     """Lower the SIMD path to FASTSOFTMAX_SIMD when that variable is set."""
     requested = os.environ.get("FASTSOFTMAX_SIMD", "").strip().lower()
-    if requested:
+    if requested and requested not in _core.ISA_NAMES:
+        _warn_once(
+            "FASTSOFTMAX_SIMD=%s is not a SIMD path name (expected one of %s); "
+            "using %s",
+            requested,
+            ", ".join(_core.ISA_NAMES),
+            _core.get_isa(),
+        )
+    elif requested:
         try:
             _core.set_isa(requested)
         except ValueError:
-            logger.warning(
+            _warn_once(
                 "FASTSOFTMAX_SIMD=%s is not supported on this CPU (supported: %s); "
                 "using %s",
                 requested,
@@ -109,7 +139,7 @@ def set_simd(name):
     Parameters
     ----------
     name : str
-        One of ``get_config()["simd_supported"]``.
+        One of ``get_config()["simd_supported"]``, in any letter case.
 
     Returns
     -------
@@ -121,6 +151,9 @@ def set_simd(name):
     ValueError
         If this CPU does not support ``name``.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    name = name.strip().lower()
     previous = _core.get_isa()
     _core.set_isa(name)
     if name != previous:
@@ -234,6 +267,7 @@ def _is_same_view(a, b):
 
 def _compute(op, x, axis, where, out, threads, keepdims=False):
     threads = _resolve_threads(threads)
+    masked = np.ma.getmask(x) if isinstance(x, np.ma.MaskedArray) else np.ma.nomask
     x = np.asarray(x)
     dtype = _result_dtype(x)
     work_dtype = np.dtype(np.float32) if dtype == np.float16 else dtype
@@ -253,6 +287,10 @@ def _compute(op, x, axis, where, out, threads, keepdims=False):
                 f"where has shape {where.shape}, which cannot be broadcast to the "
                 f"shape of x, {x.shape}"
             ) from None
+    if masked is not np.ma.nomask:
+        # Masked entries of a MaskedArray are excluded like where=False.
+        unmasked = ~np.asarray(masked).reshape(shaped.shape)
+        mask = unmasked if mask is None else mask & unmasked
 
     if op != _LOGSUMEXP:
         result_shape = x.shape

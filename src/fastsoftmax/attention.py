@@ -122,7 +122,10 @@ def _parse_mask(mask, full_shape, compute_dtype):
         kind = _MASK_BOOL
     elif mask.dtype.newbyteorder("=") in _FLOAT_DTYPES:
         kind = _MASK_FLOAT
-        mask = mask.astype(compute_dtype, copy=False)
+        # A float64 mask entry beyond the float32 range becomes +-inf, the
+        # correctly rounded value, without a warning.
+        with np.errstate(over="ignore"):
+            mask = mask.astype(compute_dtype, copy=False)
     else:
         raise TypeError(
             f"mask has unsupported dtype {mask.dtype}; expected bool or a "
@@ -397,12 +400,15 @@ def attention(
     )
 
     result = result.reshape(args.out_shape)
-    if out is not None:
-        if not np.may_share_memory(result, out):
-            out[...] = result
-        result = out
-    elif args.result_dtype != dtype:
-        result = result.astype(args.result_dtype)
-    if return_lse:
-        return result, lse.reshape(args.lse_shape).astype(args.result_dtype)
+    # Casting float32 results to float16 may overflow to +-inf, the correctly
+    # rounded value, which should not warn.
+    with np.errstate(over="ignore"):
+        if out is not None:
+            if not np.may_share_memory(result, out):
+                out[...] = result
+            result = out
+        elif args.result_dtype != dtype:
+            result = result.astype(args.result_dtype)
+        if return_lse:
+            return result, lse.reshape(args.lse_shape).astype(args.result_dtype)
     return result

@@ -1,8 +1,9 @@
 """Softmax, log_softmax, logsumexp and attention for Dask arrays.
 
-Install with ``pip install fastsoftmax[dask]``. The functions take the arguments of
-their NumPy counterparts in :mod:`fastsoftmax`, return lazy ``dask.array.Array``
-objects, and follow the same dtype, ``where`` and special-value rules.
+Install with ``pip install "fastsoftmax[dask]"``, or ``pip install ".[dask]"`` from a
+clone. The functions take the arguments of their NumPy counterparts in
+:mod:`fastsoftmax`, return lazy ``dask.array.Array`` objects, and follow the same
+dtype, ``where`` and special-value rules.
 
 Plan of a reduction over ``axis``:
 
@@ -51,7 +52,9 @@ try:
     import dask.array as da
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "fastsoftmax.dask needs Dask; install it with 'pip install fastsoftmax[dask]'"
+        "fastsoftmax.dask needs Dask; install it with "
+        "'pip install \"fastsoftmax[dask]\"' "
+        "(or 'pip install \".[dask]\"' from a clone)"
     ) from error
 
 import fastsoftmax
@@ -76,7 +79,7 @@ _SLAB_ITEMS = 1 << 18
 
 def _result_dtype(dtype, name="x"):
     """Return the dtype results are returned in, or raise TypeError."""
-    if dtype in (np.float16, np.float32, np.float64):
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
         return np.dtype(dtype).newbyteorder("=")
     if dtype.kind in "biu":
         return np.dtype(np.float64)
@@ -169,6 +172,11 @@ def _prepare(x, axis, where, threads):
     """Validate the arguments; return x (at least 1-d), where, axes, dtype, shape."""
     _check_threads(threads)
     x = da.asarray(x)
+    if any(np.isnan(size) for size in x.shape):
+        raise ValueError(
+            f"x has unknown chunk sizes (shape {x.shape}); call "
+            "x.compute_chunk_sizes() first"
+        )
     shape = x.shape
     dtype = _result_dtype(x.dtype)
     if x.dtype != dtype and dtype == np.float64:
@@ -576,6 +584,10 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
         if where is not None:
             x = da.where(where, x, -np.inf)
         stats = _slice_stats(x, axes)
+        # NOTE: where the maximum and the log-sum nearly cancel (a result near
+        # 0), this float64 combination keeps about one ulp of the log-sum as
+        # absolute error; the in-memory kernel's double-double resum needs the
+        # whole slice.
         result = da.map_blocks(
             functools.partial(_logsumexp_block, dtype=dtype),
             stats,

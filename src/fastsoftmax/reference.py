@@ -61,14 +61,14 @@ def _normalize_axes(axis, ndim):
 
 def _prepare(x, axis, where):
     """Return the working array with excluded entries at -inf, the axes and dtype."""
+    masked = np.ma.getmask(x) if isinstance(x, np.ma.MaskedArray) else np.ma.nomask
     x = np.asarray(x)
+    x_shape = x.shape
     dtype = _result_dtype(x)
     work_dtype = np.float32 if dtype == np.float16 else dtype
     if x.ndim == 0:
         # A 0-d input is a one-element slice; any axis valid for shape (1,) works.
         x = x.reshape(1)
-        if where is not None:
-            where = np.asarray(where).reshape(1)
     axes = _normalize_axes(axis, x.ndim)
     work = x.astype(work_dtype)
     if where is not None:
@@ -80,8 +80,13 @@ def _prepare(x, axis, where):
         except ValueError:
             raise ValueError(
                 f"where has shape {where.shape}, which cannot be broadcast to "
-                f"the shape of x, {work.shape}"
+                f"the shape of x, {x_shape}"
             ) from None
+    if masked is not np.ma.nomask:
+        # Masked entries of a MaskedArray are excluded like where=False.
+        unmasked = ~np.asarray(masked).reshape(work.shape)
+        where = unmasked if where is None else where & unmasked
+    if where is not None:
         work = np.where(where, work, -np.inf).astype(work_dtype)
     return work, axes, dtype
 
