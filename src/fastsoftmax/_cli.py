@@ -73,6 +73,19 @@ def _print_attention_demo(stream):
     print("\n  With causal=True, query i attends keys 0 to i only.", file=stream)
 
 
+def parse_budget(text):
+    """Return the --budget value in seconds; reject values that are not positive."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"invalid budget {text!r}: expected a positive number of seconds"
+        )
+    return seconds
+
+
 def parse_thread_counts(text):
     """Parse ``"1,all"`` into a sorted tuple of distinct positive thread counts."""
     from ._bench.report import usable_cpu_count
@@ -157,7 +170,7 @@ def build_parser():
     )
     bench.add_argument(
         "--budget",
-        type=float,
+        type=parse_budget,
         metavar="SECONDS",
         help="seconds of timing per case after the warm-up (default: 2, or 0.3 "
         "with --quick); each case still runs its minimum number of rounds",
