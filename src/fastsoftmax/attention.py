@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._api import _check_out
+
 __all__ = ["attention"]
 
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -213,18 +215,6 @@ def _parse_arguments(q, k, v, mask, causal, scale, threads):
         out_shape=out_shape,
         lse_shape=lse_shape,
     )
-
-
-def _check_out(out, shape, dtype):
-    """Raise unless ``out`` is a writeable array of ``shape`` and ``dtype``."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
 
 
 def _ensure_blas(kernel):

@@ -45,7 +45,6 @@ import math
 import numbers
 
 import numpy as np
-from numpy.exceptions import AxisError
 
 try:
     import dask
@@ -59,6 +58,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 import fastsoftmax
 
+from ._api import _normalize_axes
 from ._merge import merge_attention
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "attention"]
@@ -87,25 +87,6 @@ def _result_dtype(dtype, name="x"):
         f"{name} has unsupported dtype {dtype}; expected a floating, integer or "
         "bool dtype"
     )
-
-
-def _normalize_axes(axis, ndim):
-    """Return the reduced axes as a sorted tuple of non-negative ints."""
-    items = tuple(range(ndim)) if axis is None else axis
-    if not isinstance(items, tuple):
-        items = (items,)
-    axes = []
-    for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
-            raise TypeError(
-                f"axis must be an int, a tuple of ints or None, got {axis!r}"
-            )
-        if not -ndim <= item < ndim:
-            raise AxisError(int(item), ndim)
-        axes.append(int(item) % ndim)
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"axis contains a repeated axis: {axis!r}")
-    return tuple(sorted(axes))
 
 
 def _task_threads(threads):
