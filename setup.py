@@ -2,7 +2,8 @@
 
 OpenMP is optional: when the compiler cannot compile a small OpenMP program,
 the extension is built without it, runs on one thread and the build prints a
-warning. SIMD paths are compiled per function with target attributes
+warning (pip shows it with -v; at run time get_config()["openmp"] is False).
+Setting FASTSOFTMAX_NO_OPENMP=1 builds without OpenMP on purpose. SIMD paths are compiled per function with target attributes
 and chosen at run time, so no ``-march`` flag is used.
 """
 
