@@ -203,8 +203,7 @@ fsm_sum fsm_reduce_partials_plain(const double *sums) {
     return normalize(tree[0], 0.0);
 }
 
-/* exp(a - b) for a <= b, with a - b taken exactly. */
-static double exp_difference(double a, double b) {
+double fsm_exp_difference(double a, double b) {
     double lo;
     double d = two_sum(a, -b, &lo);
     double e = exp(d);
@@ -224,12 +223,12 @@ void fsm_combine_chunk(double *max, fsm_sum *sum, double chunk_max, fsm_sum chun
         return;
     }
     if (chunk_max > *max) {
-        double f = exp_difference(*max, chunk_max);
+        double f = fsm_exp_difference(*max, chunk_max);
         sum->hi *= f;
         sum->lo *= f;
         *max = chunk_max;
     } else {
-        double f = exp_difference(chunk_max, *max);
+        double f = fsm_exp_difference(chunk_max, *max);
         chunk.hi *= f;
         chunk.lo *= f;
     }
@@ -399,7 +398,7 @@ int fsm_run(const fsm_call *call, int threads) {
     if (mode == FSM_MODE_GATHER) {
         scratch_bytes = 2 * (size_t)call->n * (size_t)item_size(call) + 1;
     } else if (mode == FSM_MODE_COLUMNS) {
-        scratch_bytes = (size_t)FSM_CHUNK * FSM_COLUMN_BYTES;
+        scratch_bytes = ((size_t)FSM_CHUNK + FSM_STORED_CHUNKS) * FSM_COLUMN_BYTES;
     }
 
     if (units == 0) {

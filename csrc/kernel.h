@@ -68,6 +68,17 @@ fsm_sum fsm_reduce_partials_plain(const double *sums);
  */
 void fsm_combine_chunk(double *max, fsm_sum *sum, double chunk_max, fsm_sum chunk);
 
+/* exp(a - b) for a <= b, with a - b taken exactly. */
+double fsm_exp_difference(double a, double b);
+
+/*
+ * Chunks of a long float32 softmax slice whose exponentials are stored and
+ * rescaled chunk by chunk, so each element is exponentiated once; a longer
+ * slice (more than FSM_STORED_CHUNKS * FSM_CHUNK elements) exponentiates again
+ * in its final pass instead.
+ */
+#define FSM_STORED_CHUNKS 256
+
 /* log(hi + lo) for a sum that is at least 1, accurate also when it is near 1. */
 double fsm_log_sum(fsm_sum sum);
 

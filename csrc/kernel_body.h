@@ -389,6 +389,11 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
     int level = FN(exp_level)(op);
     /* float32 softmax runs the float steps of kernel_float.h. */
     int in_float = !PRECISE && op == FSM_SOFTMAX;
+    /* A long float32 softmax slice keeps its chunks' exponentials in out and
+       rescales them at the end; chunk_shift[c] is chunk c's maximum, or -inf
+       for a chunk with no finite entry, whose outputs are 0. */
+    int keep_chunks = in_float && is_long && (n - 1) / FSM_CHUNK < FSM_STORED_CHUNKS;
+    float chunk_shift[FSM_STORED_CHUNKS];
     fsm_sum sum = {0.0, 0.0};
 
     if (!is_long) {
@@ -415,6 +420,9 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
         for (ptrdiff_t start = 0; start < n && !has_nan; start += FSM_CHUNK) {
             ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
             double chunk_max;
+            if (keep_chunks) {
+                chunk_shift[start / FSM_CHUNK] = -INFINITY;
+            }
             if (in_float) {
                 row_max_float((const float *)(x + start), len, &chunk_max, &has_nan);
             } else {
@@ -426,9 +434,12 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
             }
             fsm_sum chunk;
             if (in_float) {
-                row_exp_sum_float((const float *)(x + start), len, chunk_max, NULL, sums, NULL,
-                                  NULL);
+                row_exp_sum_float((const float *)(x + start), len, chunk_max,
+                                  keep_chunks ? (float *)(out + start) : NULL, sums, NULL, NULL);
                 chunk = fsm_reduce_partials_plain(sums);
+                if (keep_chunks) {
+                    chunk_shift[start / FSM_CHUNK] = (float)chunk_max;
+                }
             } else {
                 FN(row_exp_sum)(x + start, len, chunk_max, NULL, sums, compensations, NULL, level);
                 chunk = fsm_reduce_partials(sums, compensations);
@@ -445,7 +456,18 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
     double log_sum = op == FSM_SOFTMAX ? 0.0 : fsm_log_sum(sum);
     if (op == FSM_SOFTMAX) {
         double scale = 1.0 / (sum.hi + sum.lo);
-        if (in_float && is_long) {
+        if (keep_chunks) {
+            for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
+                ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+                double shift = chunk_shift[start / FSM_CHUNK];
+                if (shift == -INFINITY) {
+                    memset(out + start, 0, (size_t)len * sizeof(T));
+                } else {
+                    float factor = (float)(fsm_exp_difference(shift, max) * scale);
+                    row_scale_float((float *)(out + start), len, factor);
+                }
+            }
+        } else if (in_float && is_long) {
             row_exp_scale_float((const float *)x, n, max, (float)scale, (float *)out);
         } else if (in_float) {
             row_scale_float((float *)out, n, (float)scale);
@@ -785,6 +807,55 @@ static void FN(column_results)(fsm_op op, const FN(column_block) * b, ptrdiff_t 
     }
 }
 
+/* Write rows [start, start + len) of the tile to the block's output rows. */
+static void FN(column_write)(const FN(column_block) * b, ptrdiff_t start, ptrdiff_t len,
+                             const T *tile) {
+    const size_t bytes = (size_t)b->lanes * sizeof(T);
+    for (ptrdiff_t i = 0; i < len; i++) {
+        char *row = b->out + (start + i) * b->out_step;
+        if (i + COLUMN_PREFETCH < len) {
+            FN(column_prefetch_write)(row + COLUMN_PREFETCH * b->out_step, b->lanes);
+        }
+        memcpy(row, tile + i * COLUMN_LANES, bytes);
+    }
+}
+
+/*
+ * The column twin of slice()'s final loop for a long float32 softmax: scale
+ * each chunk's stored exponentials by exp(shift - max) / sum, as a float.
+ */
+static void FN(column_rescale_float)(const FN(column_block) * b, ptrdiff_t n,
+                                     const float *kept_shifts, const vd *max,
+                                     const vd *scale) {
+    for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
+        ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
+        const float *kept = kept_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
+        vs factor[COLUMN_VECTORS / 2];
+        for (int lane = 0; lane < COLUMN_LANES; lane++) {
+            int v = lane / VD_LANES, j = lane % VD_LANES;
+            double shift = kept[lane];
+            factor[lane / VS_LANES][lane % VS_LANES] =
+                shift == -INFINITY ? 0.0f
+                                   : (float)(fsm_exp_difference(shift, max[v][j]) * scale[v][j]);
+        }
+        for (ptrdiff_t i = start; i < start + len; i++) {
+            float *row = (float *)(b->out + i * b->out_step);
+            if (i + COLUMN_PREFETCH < start + len) {
+                FN(column_prefetch_write)((char *)row + COLUMN_PREFETCH * b->out_step, b->lanes);
+            }
+            for (int u = 0; u < COLUMN_VECTORS / 2; u++) {
+                ptrdiff_t count = b->lanes - u * VS_LANES;
+                if (count >= VS_LANES) {
+                    vs_store(row + u * VS_LANES, vs_load(row + u * VS_LANES) * factor[u]);
+                } else if (count > 0) {
+                    vs value = load_partial_float(row + u * VS_LANES, count, 0.0f);
+                    store_partial_float(row + u * VS_LANES, count, value * factor[u]);
+                }
+            }
+        }
+    }
+}
+
 /* The whole block: the column twin of slice(). tile has room for FSM_CHUNK rows. */
 static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n, T *tile) {
     vd max[COLUMN_VECTORS], shift[COLUMN_VECTORS], sum_hi[COLUMN_VECTORS],
@@ -793,6 +864,9 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
     vl nan[COLUMN_VECTORS], inf[COLUMN_VECTORS], special[COLUMN_VECTORS];
     int is_long = n > FSM_CHUNK;
     int level = FN(exp_level)(op);
+    int keep_chunks = !PRECISE && op == FSM_SOFTMAX && is_long &&
+                      (n - 1) / FSM_CHUNK < FSM_STORED_CHUNKS;
+    float *kept_shifts = (float *)((char *)tile + (size_t)FSM_CHUNK * FSM_COLUMN_BYTES);
 
     if (!is_long) {
         FN(column_copy)(b, 0, n, tile);
@@ -831,10 +905,22 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
                 chunk_shift[v] = vd_select(usable[v], chunk_max[v], vd_set(0.0));
                 any_usable |= FN(any_lane)(usable[v]);
             }
-            if (!any_usable) {
+            if (keep_chunks) {
+                /* As slice(): the exponentials go to the output, and each
+                   lane's chunk shift is kept, -inf where the chunk had no
+                   finite entry (its exponentials are then 0). */
+                float *kept = kept_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
+                for (int lane = 0; lane < COLUMN_LANES; lane++) {
+                    int v = lane / VD_LANES, j = lane % VD_LANES;
+                    kept[lane] = usable[v][j] ? (float)chunk_max[v][j] : -INFINITY;
+                }
+                FN(column_exp_sum)(tile, len, chunk_shift, 1, chunk_hi, chunk_lo, level);
+                FN(column_write)(b, start, len, tile);
+            } else if (!any_usable) {
                 continue;
+            } else {
+                FN(column_exp_sum)(tile, len, chunk_shift, 0, chunk_hi, chunk_lo, level);
             }
-            FN(column_exp_sum)(tile, len, chunk_shift, 0, chunk_hi, chunk_lo, level);
             for (int lane = 0; lane < b->lanes; lane++) {
                 int v = lane / VD_LANES, j = lane % VD_LANES;
                 if (usable[v][j]) {
@@ -856,7 +942,9 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
     }
 
     FN(column_results)(op, b, n, special, max, sum_hi, sum_lo, scale, log_sum);
-    if (op != FSM_LOGSUMEXP) {
+    if (keep_chunks) {
+        FN(column_rescale_float)(b, n, kept_shifts, max, scale);
+    } else if (op != FSM_LOGSUMEXP) {
         if (is_long) {
             FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);
         } else {
