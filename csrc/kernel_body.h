@@ -27,8 +27,10 @@
  * Slices of at most FSM_CHUNK elements stay in cache: the exponentials are
  * stored in the output and rescaled in place. Longer slices are summed chunk
  * by chunk, each chunk shifted by its own maximum and folded into the running
- * sum (an online normaliser), and the final pass exponentiates again; so x is
- * read from memory twice and the output written once.
+ * sum (an online normaliser). The final pass then exponentiates again, so x is
+ * read from memory twice and the output written once. float32 softmax instead
+ * keeps each chunk's exponentials in the output (for up to FSM_STORED_CHUNKS
+ * chunks) and rescales them, so x is read once and the output twice.
  *
  * Element i of a slice always goes to partial sum i % FSM_PARTIALS, in row and
  * column modes alike, so a slice's result is bitwise the same whatever mode,
