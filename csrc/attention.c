@@ -237,8 +237,12 @@ static inline vf32 multiply_add_f32_generic(vf32 a, vf32 b, vf32 c)
 #undef SOFTMAX_FN
 
 #if ATTN_X86
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 static inline vf32 multiply_add_f32_avx2(vf32 a, vf32 b, vf32 c)
 {
     __m256 a_half[2];
@@ -256,10 +260,18 @@ static inline vf32 multiply_add_f32_avx2(vf32 a, vf32 b, vf32 c)
 #define SOFTMAX_FN(name) name##_f32_avx2
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+#endif
 static inline vf32 multiply_add_f32_avx512(vf32 a, vf32 b, vf32 c)
 {
     return (vf32)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
@@ -268,7 +280,11 @@ static inline vf32 multiply_add_f32_avx512(vf32 a, vf32 b, vf32 c)
 #define SOFTMAX_FN(name) name##_f32_avx512
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 #undef REAL
@@ -313,8 +329,12 @@ static inline vf64 multiply_add_f64_generic(vf64 a, vf64 b, vf64 c)
 #undef SOFTMAX_FN
 
 #if ATTN_X86
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 static inline vf64 multiply_add_f64_avx2(vf64 a, vf64 b, vf64 c)
 {
     __m256d a_half[2];
@@ -332,10 +352,18 @@ static inline vf64 multiply_add_f64_avx2(vf64 a, vf64 b, vf64 c)
 #define SOFTMAX_FN(name) name##_f64_avx2
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+#endif
 static inline vf64 multiply_add_f64_avx512(vf64 a, vf64 b, vf64 c)
 {
     return (vf64)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
@@ -344,7 +372,11 @@ static inline vf64 multiply_add_f64_avx512(vf64 a, vf64 b, vf64 c)
 #define SOFTMAX_FN(name) name##_f64_avx512
 #include "attention_softmax.h"
 #undef SOFTMAX_FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 #undef REAL

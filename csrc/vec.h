@@ -18,9 +18,11 @@
 #include <immintrin.h>
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* GCC notes that 64-byte vectors change the calling convention without
-   AVX-512; every function taking them here is static and inlined. */
+/* GCC and Clang note that 64-byte vectors change the calling convention
+   without AVX-512; every function taking them here is static and inlined. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
