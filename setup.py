@@ -1,8 +1,8 @@
 """Build the C kernels and the Cython bridge.
 
 OpenMP is optional: when the compiler cannot compile a small OpenMP program,
-the extension is built without it, runs on one thread and the build prints a
-warning (pip shows it with -v; at run time get_config()["openmp"] is False).
+the extension is built without it and runs on one thread. The build then
+prints a warning, which pip shows with -v, and get_config()["openmp"] is False.
 Setting FASTSOFTMAX_NO_OPENMP=1 builds without OpenMP on purpose. SIMD paths are compiled per function with target attributes
 and chosen at run time, so no ``-march`` flag is used.
 """

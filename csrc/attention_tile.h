@@ -295,7 +295,7 @@ static void TILE_FN(attention_task)(const fsm_attn_args *a,
         /* Step 4: find keys whose v row contains inf or NaN. A probability of 0
          * times such a row would be NaN, so these rows are zeroed for the
          * GEMM and added back below only where their score is above -inf.
-         * finite_blocks, when present, says which blocks need no search. */
+         * finite_blocks, when present, marks the blocks that need no search. */
         const REAL *v_block = v + j0 * a->v.row_stride;
         int64_t bad_keys = 0;
         int block_finite = 0;

@@ -20,8 +20,8 @@ typedef enum {
 
 /*
  * Elements per chunk of a long slice. A slice of at most FSM_CHUNK elements
- * stays in cache between its passes; a longer one is summed chunk by chunk with
- * an online rescaling, so it is read from memory twice in all.
+ * stays in cache between its passes. A longer one is summed chunk by chunk
+ * with an online rescaling, so it is read from memory at most twice.
  */
 #define FSM_CHUNK 4096
 
@@ -73,7 +73,7 @@ double fsm_exp_difference(double a, double b);
 
 /*
  * Chunks of a long float32 softmax slice whose exponentials are stored and
- * rescaled chunk by chunk, so each element is exponentiated once; a longer
+ * rescaled chunk by chunk, so each element is exponentiated once. A longer
  * slice (more than FSM_STORED_CHUNKS * FSM_CHUNK elements) exponentiates again
  * in its final pass instead.
  */

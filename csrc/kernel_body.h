@@ -392,7 +392,7 @@ static double FN(slice)(fsm_op op, const T *x, ptrdiff_t n, T *out, const FN(nex
     /* float32 softmax runs the float steps of kernel_float.h. */
     int in_float = !PRECISE && op == FSM_SOFTMAX;
     /* A long float32 softmax slice keeps its chunks' exponentials in out and
-       rescales them at the end; chunk_shift[c] is chunk c's maximum, or -inf
+       rescales them at the end. chunk_shift[c] is chunk c's maximum, or -inf
        for a chunk with no finite entry, whose outputs are 0. */
     int keep_chunks = in_float && is_long && (n - 1) / FSM_CHUNK < FSM_STORED_CHUNKS;
     float chunk_shift[FSM_STORED_CHUNKS];
@@ -827,15 +827,15 @@ static void FN(column_write)(const FN(column_block) * b, ptrdiff_t start, ptrdif
  * each chunk's stored exponentials by exp(shift - max) / sum, as a float.
  */
 static void FN(column_rescale_float)(const FN(column_block) * b, ptrdiff_t n,
-                                     const float *kept_shifts, const vd *max,
+                                     const float *chunk_shifts, const vd *max,
                                      const vd *scale) {
     for (ptrdiff_t start = 0; start < n; start += FSM_CHUNK) {
         ptrdiff_t len = n - start < FSM_CHUNK ? n - start : FSM_CHUNK;
-        const float *kept = kept_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
+        const float *shifts = chunk_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
         vs factor[COLUMN_VECTORS / 2];
         for (int lane = 0; lane < COLUMN_LANES; lane++) {
             int v = lane / VD_LANES, j = lane % VD_LANES;
-            double shift = kept[lane];
+            double shift = shifts[lane];
             factor[lane / VS_LANES][lane % VS_LANES] =
                 shift == -INFINITY ? 0.0f
                                    : (float)(fsm_exp_difference(shift, max[v][j]) * scale[v][j]);
@@ -868,7 +868,7 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
     int level = FN(exp_level)(op);
     int keep_chunks = !PRECISE && op == FSM_SOFTMAX && is_long &&
                       (n - 1) / FSM_CHUNK < FSM_STORED_CHUNKS;
-    float *kept_shifts = (float *)((char *)tile + (size_t)FSM_CHUNK * FSM_COLUMN_BYTES);
+    float *chunk_shifts = (float *)((char *)tile + (size_t)FSM_CHUNK * FSM_COLUMN_BYTES);
 
     if (!is_long) {
         FN(column_copy)(b, 0, n, tile);
@@ -911,10 +911,10 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
                 /* As slice(): the exponentials go to the output, and each
                    lane's chunk shift is kept, -inf where the chunk had no
                    finite entry (its exponentials are then 0). */
-                float *kept = kept_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
+                float *shifts = chunk_shifts + (start / FSM_CHUNK) * COLUMN_LANES;
                 for (int lane = 0; lane < COLUMN_LANES; lane++) {
                     int v = lane / VD_LANES, j = lane % VD_LANES;
-                    kept[lane] = usable[v][j] ? (float)chunk_max[v][j] : -INFINITY;
+                    shifts[lane] = usable[v][j] ? (float)chunk_max[v][j] : -INFINITY;
                 }
                 FN(column_exp_sum)(tile, len, chunk_shift, 1, chunk_hi, chunk_lo, level);
                 FN(column_write)(b, start, len, tile);
@@ -945,7 +945,7 @@ static void FN(column_slices)(fsm_op op, const FN(column_block) * b, ptrdiff_t n
 
     FN(column_results)(op, b, n, special, max, sum_hi, sum_lo, scale, log_sum);
     if (keep_chunks) {
-        FN(column_rescale_float)(b, n, kept_shifts, max, scale);
+        FN(column_rescale_float)(b, n, chunk_shifts, max, scale);
     } else if (op != FSM_LOGSUMEXP) {
         if (is_long) {
             FN(column_finish)(op, b, n, is_long, b->x, b->x_step, shift, scale, log_sum);

@@ -5,8 +5,8 @@ trust its input. The kernel works on a batch of slices: the reduced axes are
 merged into one slice axis (a view when the strides allow it) and the other
 axes form the outer index space. No input is copied unless its dtype, byte
 order or alignment needs converting, or several reduced axes cannot be merged
-into one strided axis (for example a non-adjacent tuple of axes of a C array);
-then a contiguous copy is made.
+into one strided axis (for example a non-adjacent tuple of axes of a C array).
+In those cases a contiguous copy is made.
 """
 
 import logging
@@ -411,9 +411,9 @@ def _run_kernel(op, work, mask, target_full, axes, threads):
     for a in axes:
         n *= work.shape[a]
 
-    # Outer dimensions of length 1 carry no offset; the others go from the
-    # largest input stride to the smallest, which puts a unit-stride dimension
-    # last, where the kernel can run its slices side by side.
+    # Outer dimensions of length 1 carry no offset and are dropped. The others
+    # go from the largest input stride to the smallest, so a unit-stride
+    # dimension comes last, where the kernel can run its slices side by side.
     dims = [i for i, a in enumerate(outer_axes) if work.shape[a] != 1]
     dims.sort(key=lambda i: -abs(x_slices.outer[i]))
     shape = [work.shape[outer_axes[i]] for i in dims]
@@ -469,8 +469,8 @@ def softmax(x, axis=-1, *, where=None, out=None, threads=None):
     -------
     ndarray
         Proportions that sum to 1 over each slice, in the shape of ``x``.
-        A slice with a NaN is all NaN; a slice with ``k`` entries at ``+inf``
-        gives ``1/k`` to each of them and 0 elsewhere; a slice with no finite
+        A slice with a NaN is all NaN. A slice with ``k`` entries at ``+inf``
+        gives ``1/k`` to each of them and 0 elsewhere. A slice with no finite
         or ``+inf`` entry (all ``-inf``, all excluded, or empty) is all 0.
 
     Raises
@@ -518,8 +518,8 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
     -------
     ndarray
         Log-proportions over each slice, in the shape of ``x``. A slice with
-        a NaN is all NaN; a slice with ``k`` entries at ``+inf`` gives
-        ``-log(k)`` to each of them and ``-inf`` elsewhere; a slice with no
+        a NaN is all NaN. A slice with ``k`` entries at ``+inf`` gives
+        ``-log(k)`` to each of them and ``-inf`` elsewhere. A slice with no
         finite or ``+inf`` entry is all ``-inf``.
 
     Raises

@@ -198,7 +198,12 @@ def run_bench(args, stream):
     """Run or list the benchmark cases that ``args`` select; return the exit code."""
     from . import _bench
 
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.smoke:
+        mode = "smoke"
+    elif args.quick:
+        mode = "quick"
+    else:
+        mode = "full"
     suites = _bench.SUITES if args.suite == "all" else (args.suite,)
     if args.list:
         for suite in suites:

@@ -412,6 +412,25 @@ def _normalize_spanning(block_function, x, where, axes, dtype):
 # --- public functions --------------------------------------------------------
 
 
+def _normalize(core_function, block_function, x, axis, where, out, threads):
+    """Run softmax or log_softmax: the core function per block, or two stages."""
+    x, where, axes, dtype, shape = _prepare(x, axis, where, threads)
+    if _spans_chunks(x, axes):
+        result = _normalize_spanning(
+            functools.partial(block_function, dtype=dtype), x, where, axes, dtype
+        )
+    else:
+        result = _map_core(
+            core_function,
+            x,
+            where,
+            dtype,
+            axis=axes,
+            threads=_task_threads(threads),
+        )
+    return _store(result.reshape(shape), out)
+
+
 def softmax(x, axis=-1, *, where=None, out=None, threads=None):
     """Compute the softmax of a Dask array over ``axis``.
 
@@ -449,21 +468,7 @@ def softmax(x, axis=-1, *, where=None, out=None, threads=None):
     numpy.exceptions.AxisError
         If an axis is out of range.
     """
-    x, where, axes, dtype, shape = _prepare(x, axis, where, threads)
-    if _spans_chunks(x, axes):
-        result = _normalize_spanning(
-            functools.partial(_softmax_block, dtype=dtype), x, where, axes, dtype
-        )
-    else:
-        result = _map_core(
-            fastsoftmax.softmax,
-            x,
-            where,
-            dtype,
-            axis=axes,
-            threads=_task_threads(threads),
-        )
-    return _store(result.reshape(shape), out)
+    return _normalize(fastsoftmax.softmax, _softmax_block, x, axis, where, out, threads)
 
 
 def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
@@ -504,21 +509,9 @@ def log_softmax(x, axis=-1, *, where=None, out=None, threads=None):
     numpy.exceptions.AxisError
         If an axis is out of range.
     """
-    x, where, axes, dtype, shape = _prepare(x, axis, where, threads)
-    if _spans_chunks(x, axes):
-        result = _normalize_spanning(
-            functools.partial(_log_softmax_block, dtype=dtype), x, where, axes, dtype
-        )
-    else:
-        result = _map_core(
-            fastsoftmax.log_softmax,
-            x,
-            where,
-            dtype,
-            axis=axes,
-            threads=_task_threads(threads),
-        )
-    return _store(result.reshape(shape), out)
+    return _normalize(
+        fastsoftmax.log_softmax, _log_softmax_block, x, axis, where, out, threads
+    )
 
 
 def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None):
@@ -567,8 +560,8 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None, out=None, threads=None)
         stats = _slice_stats(x, axes)
         # NOTE: where the maximum and the log-sum nearly cancel (a result near
         # 0), this float64 combination keeps about one ulp of the log-sum as
-        # absolute error; the in-memory kernel's double-double resum needs the
-        # whole slice.
+        # absolute error. The in-memory kernel's double-double resum would need
+        # the whole slice.
         result = da.map_blocks(
             functools.partial(_logsumexp_block, dtype=dtype),
             stats,
